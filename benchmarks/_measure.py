@@ -1,0 +1,57 @@
+"""Shared by the benchmarks: wall time and peak RSS of a phase, measured in this process."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+@dataclass
+class Phase:
+    name: str
+    seconds: float = 0.0
+    peak_rss: int = 0        # highest RSS sampled during the phase
+    start_rss: int = 0
+
+    @property
+    def growth(self) -> int:
+        return self.peak_rss - self.start_rss
+
+
+@contextmanager
+def measure(name: str, interval: float = 0.02):
+    """Time a block and sample its RSS every `interval` seconds in a background thread."""
+    gc.collect()
+    phase = Phase(name, start_rss=rss_bytes())
+    phase.peak_rss = phase.start_rss
+    done = threading.Event()
+
+    def sample():
+        while not done.wait(interval):
+            phase.peak_rss = max(phase.peak_rss, rss_bytes())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.perf_counter()
+    try:
+        yield phase
+    finally:
+        phase.seconds = time.perf_counter() - started
+        done.set()
+        sampler.join()
+        phase.peak_rss = max(phase.peak_rss, rss_bytes())
+
+
+def mb(n: int) -> str:
+    return f"{n / 1e6:,.0f} MB"

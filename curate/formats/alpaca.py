@@ -1,0 +1,29 @@
+"""Alpaca: {instruction, input, output}, optionally system and history ([[user, assistant], ...])."""
+
+from __future__ import annotations
+
+from curate.errors import FieldError
+from curate.formats.base import Sample, check_conversation, get_str, require_object, unmapped
+
+KEYS = {"instruction", "input", "output", "system", "history"}
+
+
+def adapt(record) -> Sample:
+    record = require_object(record)
+    instruction = get_str(record, "instruction")
+    extra_input = get_str(record, "input", required=False) or ""
+    output = get_str(record, "output")
+    system = get_str(record, "system", required=False)
+
+    messages = [{"role": "system", "content": system}] if system else []
+    history = record.get("history") or []
+    if not isinstance(history, list):
+        raise FieldError("history", f"expected a list of [user, assistant] pairs, got {type(history).__name__}")
+    for index, pair in enumerate(history):
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(t, str) for t in pair)):
+            raise FieldError(f"history[{index}]", "expected a [user, assistant] pair of strings")
+        messages += [{"role": "user", "content": pair[0]}, {"role": "assistant", "content": pair[1]}]
+
+    prompt = f"{instruction}\n\n{extra_input}" if extra_input.strip() else instruction
+    messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]
+    return Sample(messages=check_conversation(messages, "instruction/output"), meta=unmapped(record, KEYS))

@@ -1,0 +1,173 @@
+"""Ingest: inputs -> rows -> Samples -> the store, one transaction per batch.
+
+    reports = ingest(store, ["data/lima.jsonl", "hf://tatsu-lab/alpaca"], dialect="auto")
+
+Two phases. Plan: expand the arguments into inputs, pick each one's dialect (auto-detection peeks at
+its first rows), hash its bytes, and look up whether it was ingested before: a source whose name,
+bytes, dialect and mapping were ingested completely is skipped; one left partial by a crash resumes
+after its last committed row. Load: stream every input's rows through its dialect adapter, gather
+them into batches that may span several small files, and commit each batch in one transaction
+(while the next batch is being mapped, so DuckDB and Python work at the same time).
+
+A row that cannot be parsed or mapped goes to `quarantine`; an input that cannot be read at all is
+reported as an error and the other inputs still land.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import orjson
+from tqdm import tqdm
+
+from curate import formats
+from curate.errors import CurateError, FieldError
+from curate.ingest.readers import BATCH_ROWS, Input, expand, peek, read
+from curate.ingest.writer import Counts, MappedBatch, apply_mapping, commit, map_rows
+from curate.store import Store
+
+__all__ = ["SourceReport", "expand", "ingest"]
+
+
+@dataclass
+class SourceReport:
+    uri: str
+    name: str
+    dialect: str | None = None
+    source_id: str | None = None
+    sha256: str | None = None
+    status: str = "ingested"     # ingested | resumed | unchanged | empty | error
+    watermark: int = 0
+    counts: Counts = field(default_factory=Counts)
+    error: str | None = None
+
+
+def _source_id(name: str, uri: str, sha256: str | None, dialect: str, mapping: Mapping | None) -> str:
+    key = orjson.dumps([name, uri, sha256, dialect, dict(sorted((mapping or {}).items()))])
+    return hashlib.sha256(key).hexdigest()[:16]
+
+
+def _detect(source: Input, first: list, mapping: Mapping | None) -> formats.Dialect:
+    keys = None
+    for row in first:
+        if row.error is not None:
+            continue
+        try:
+            record = apply_mapping(row.record, mapping or {})
+        except FieldError:
+            continue
+        dialect = formats.detect(record)
+        if dialect is not None:
+            return dialect
+        keys = sorted(record) if isinstance(record, Mapping) else type(record).__name__
+    raise CurateError(
+        f"{source.uri}: cannot tell the dialect from the first {len(first)} rows "
+        f"(keys seen: {keys}); pass --dialect, one of {', '.join(formats.DIALECTS)}"
+    )
+
+
+def _plan(store: Store, inputs: list[Input], dialect: str, name: str | None, mapping: Mapping | None,
+          license: str | None, log: Callable[[str], None]) -> list[tuple[Input, SourceReport]]:
+    planned = []
+    detected: dict[tuple[str, str], int] = {}
+    for source in inputs:
+        report = SourceReport(uri=source.uri, name=name or source.group)
+        try:
+            first = peek(source)
+            if not first:
+                report.status = "empty"
+                planned.append((source, report))
+                continue
+            chosen = _detect(source, first, mapping) if dialect == "auto" else formats.get(dialect)
+            if dialect == "auto":
+                detected[(report.name, chosen.name)] = detected.get((report.name, chosen.name), 0) + 1
+            report.dialect = chosen.name
+            report.sha256 = source.sha256()
+            report.source_id = _source_id(report.name, source.uri, report.sha256, chosen.name, mapping)
+        except CurateError as error:
+            report.status, report.error = "error", str(error)
+        planned.append((source, report))
+    for (group, chosen_name), count in detected.items():
+        log(f"{group}: detected dialect {chosen_name}" + (f" in {count} inputs" if count > 1 else ""))
+
+    with store.transaction() as con:
+        for source, report in planned:
+            if report.status in ("error", "empty"):
+                continue
+            existing = con.execute("SELECT status, watermark FROM sources WHERE source_id = ?",
+                                   [report.source_id]).fetchone()
+            if existing is None:
+                con.execute(
+                    "INSERT INTO sources (source_id, name, uri, dialect, sha256, mapping, license, status, "
+                    "started_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'partial', current_timestamp)",
+                    [report.source_id, report.name, source.uri, report.dialect, report.sha256,
+                     orjson.dumps(mapping).decode() if mapping else None, license],
+                )
+            elif existing[0] == "complete":
+                report.status = "unchanged"
+            else:
+                report.status, report.watermark = "resumed", existing[1]
+                log(f"{source.uri}: resuming after row {report.watermark}")
+    return planned
+
+
+def _load(store: Store, planned: list[tuple[Input, SourceReport]], mapping: Mapping | None) -> None:
+    reports = {report.source_id: report for _, report in planned}
+    progress = tqdm(unit=" rows", disable=None, desc="ingest")
+
+    def write(batch: MappedBatch) -> None:
+        with store.transaction() as con:
+            for source_id, counts in commit(con, batch).items():
+                reports[source_id].counts.add(counts)
+
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        in_flight: Future | None = None
+
+        def flush(batch: MappedBatch) -> MappedBatch:
+            nonlocal in_flight
+            if in_flight is not None:
+                in_flight.result()          # one batch in flight at a time bounds memory
+            in_flight = writer.submit(write, batch)
+            progress.update(batch.rows)
+            return MappedBatch()
+
+        batch = MappedBatch()
+        for source, report in planned:
+            if report.status in ("error", "unchanged", "empty"):
+                continue
+            adapt = formats.get(report.dialect).adapt
+            try:
+                for rows in read(source, skip_through=report.watermark):
+                    map_rows(batch, report.source_id, rows, adapt, mapping)
+                    if batch.rows >= BATCH_ROWS:
+                        batch = flush(batch)
+            except CurateError as error:
+                # Rows already committed stay; the source stays partial and a re-run resumes it.
+                report.status, report.error = "error", str(error)
+                continue
+            batch.completed.append(report.source_id)
+        flush(batch)
+        in_flight.result()
+    progress.close()
+
+
+def ingest(store: Store, paths: list[str], *, dialect: str = "auto", source: str | None = None,
+           mapping: Mapping[str, str] | None = None, license: str | None = None,
+           log: Callable[[str], None] = lambda message: None) -> list[SourceReport]:
+    """Ingest every input named by `paths`; return one report per input (errors included)."""
+    if dialect != "auto":
+        formats.get(dialect)   # fail fast on a misspelt dialect
+    errors: list[SourceReport] = []
+    inputs: list[Input] = []
+    for path in paths:
+        try:
+            inputs += expand(path)
+        except CurateError as error:
+            errors.append(SourceReport(uri=path, name=source or "", status="error", error=str(error)))
+    with store.session():
+        planned = _plan(store, inputs, dialect, source, mapping, license, log)
+        _load(store, planned, mapping)
+    return errors + [report for _, report in planned]

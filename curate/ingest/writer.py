@@ -1,0 +1,231 @@
+"""Map a batch of rows to columns, and commit those columns in one transaction.
+
+Mapping is the dialect adapter, per record (the one definition of each dialect); it writes into flat
+column lists, from which Arrow arrays are built without per-row objects. Committing is columnar:
+DuckDB inserts only the rows whose key is absent,
+so a batch applied twice (a resumed crash) adds nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from curate.errors import FieldError
+from curate.formats.base import Sample, sample_id
+from curate.ingest.readers import Row
+from curate.store.tables import insert_missing
+
+RAW_LIMIT = 2_000   # characters of a quarantined row kept in the store
+
+MESSAGE_TYPE = pa.struct([("role", pa.string()), ("content", pa.string())])
+
+_INSERT_SAMPLES = """
+INSERT INTO samples_base
+SELECT b.sample_id, b.kind, b.messages, b.gold_answer, b.meta, current_timestamp
+FROM batch_samples b ANTI JOIN samples_base s ON s.sample_id = b.sample_id
+RETURNING sample_id
+"""
+
+
+def _json(value: Any) -> str | None:
+    if not value:
+        return None
+    return orjson.dumps(value, default=str).decode()
+
+
+def _raw_text(row: Row) -> str:
+    text = row.raw if row.raw is not None else orjson.dumps(row.record, default=str).decode()
+    return text[:RAW_LIMIT]
+
+
+def apply_mapping(record: Any, mapping: Mapping[str, str]) -> Any:
+    """Rename fields before the adapter sees them: canonical name -> dotted path in the record."""
+    if not mapping or not isinstance(record, Mapping):
+        return record
+    record = dict(record)
+    for canonical, path in mapping.items():
+        value: Any = record
+        for part in path.split("."):
+            if not isinstance(value, Mapping) or part not in value:
+                raise FieldError(path, f"missing (mapped to {canonical!r})")
+            value = value[part]
+        if "." not in path:
+            record.pop(path, None)
+        record[canonical] = value
+    return record
+
+
+@dataclass
+class Counts:
+    read: int = 0
+    new: int = 0
+    duplicate: int = 0
+    quarantined: int = 0
+    reasons: Counter = field(default_factory=Counter)
+
+    def add(self, other: Counts) -> None:
+        self.read += other.read
+        self.new += other.new
+        self.duplicate += other.duplicate
+        self.quarantined += other.quarantined
+        self.reasons.update(other.reasons)
+
+
+# Keys of tables that adapters fill through `Sample.related` (a dialect adds its own tables here).
+RELATED_KEYS: dict[str, list[str]] = {
+    "labels": ["sample_id", "label", "origin"],
+    "scores": ["sample_id", "scorer"],
+}
+
+
+@dataclass
+class MappedBatch:
+    """Rows of one or more sources after the adapter, as columns, ready for one transaction.
+
+    Samples are unique by id within the batch; each remembers the source that brought it first, so
+    that source is credited with it if it is new to the store.
+    """
+
+    ids: list[str] = field(default_factory=list)
+    owners: list[str] = field(default_factory=list)          # source of each sample's first row
+    kinds: list[str] = field(default_factory=list)
+    golds: list[str | None] = field(default_factory=list)
+    metas: list[str | None] = field(default_factory=list)
+    roles: list[str] = field(default_factory=list)           # all turns of all samples, flat
+    contents: list[str] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=lambda: [0])  # sample i's turns: offsets[i]:offsets[i+1]
+    provenance_ids: list[str] = field(default_factory=list)  # one per good row, duplicates included
+    provenance_sources: list[str] = field(default_factory=list)
+    provenance_rows: list[int] = field(default_factory=list)
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
+    related: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    last_rows: dict[str, int] = field(default_factory=dict)  # source -> last row number in this batch
+    completed: list[str] = field(default_factory=list)       # sources whose last row is in this batch
+    _seen: set[str] = field(default_factory=set)
+
+    @property
+    def rows(self) -> int:
+        return len(self.provenance_ids) + len(self.quarantine)
+
+    def add_sample(self, sample: Sample, source_id: str, row_number: int) -> None:
+        sid = sample_id(sample.messages)
+        self.provenance_ids.append(sid)
+        self.provenance_sources.append(source_id)
+        self.provenance_rows.append(row_number)
+        if sid in self._seen:
+            return
+        self._seen.add(sid)
+        self.ids.append(sid)
+        self.owners.append(source_id)
+        self.kinds.append(sample.kind)
+        self.golds.append(sample.gold_answer)
+        self.metas.append(_json(sample.meta))
+        for message in sample.messages:
+            self.roles.append(message["role"])
+            self.contents.append(message["content"])
+        self.offsets.append(len(self.contents))
+        for label, origin in sample.labels:
+            self.related["labels"].append({"sample_id": sid, "label": label, "origin": origin})
+        for scorer, value, details in sample.scores:
+            self.related["scores"].append(
+                {"sample_id": sid, "scorer": scorer, "value": value, "details": _json(details)})
+        for table, rows in sample.related.items():
+            if table not in RELATED_KEYS:
+                raise KeyError(f"no key declared for table {table!r} in RELATED_KEYS")
+            self.related[table] += [{"sample_id": sid, **row} for row in rows]
+
+    def add_quarantine(self, source_id: str, row: Row, field_name: str | None, reason: str) -> None:
+        self.quarantine.append({"source_id": source_id, "row_number": row.row_number, "field": field_name,
+                                "reason": reason, "raw": _raw_text(row)})
+
+    def samples_table(self) -> pa.Table:
+        turns = pa.StructArray.from_arrays(
+            [pa.array(self.roles, pa.string()), pa.array(self.contents, pa.string())], fields=list(MESSAGE_TYPE))
+        return pa.table({
+            "sample_id": pa.array(self.ids, pa.string()),
+            "kind": pa.array(self.kinds, pa.string()),
+            "messages": pa.ListArray.from_arrays(pa.array(self.offsets, pa.int32()), turns),
+            "gold_answer": pa.array(self.golds, pa.string()),
+            "meta": pa.array(self.metas, pa.string()),
+        })
+
+
+def map_rows(batch: MappedBatch, source_id: str, rows: list[Row], adapt: Callable[[Any], Sample],
+             mapping: Mapping[str, str] | None) -> None:
+    """Run the adapter over `rows` of one source, adding samples or quarantine rows to `batch`."""
+    for row in rows:
+        if row.error is not None:
+            batch.add_quarantine(source_id, row, None, row.error)
+            continue
+        try:
+            sample = adapt(apply_mapping(row.record, mapping) if mapping else row.record)
+        except FieldError as error:
+            batch.add_quarantine(source_id, row, error.field, str(error))
+        else:
+            batch.add_sample(sample, source_id, row.row_number)
+    if rows:
+        batch.last_rows[source_id] = rows[-1].row_number
+
+
+def commit(con: duckdb.DuckDBPyConnection, batch: MappedBatch) -> dict[str, Counts]:
+    """Write one batch inside the caller's transaction; advance each source's counters and watermark."""
+    con.register("batch_samples", batch.samples_table())
+    inserted_ids = con.execute(_INSERT_SAMPLES).fetchall()
+    con.unregister("batch_samples")
+
+    if batch.provenance_ids:
+        con.register("batch_provenance", pa.table({
+            "sample_id": pa.array(batch.provenance_ids, pa.string()),
+            "source_id": pa.array(batch.provenance_sources, pa.string()),
+            "row_number": pa.array(batch.provenance_rows, pa.int64()),
+        }))
+        # Rows past a source's watermark have never been committed (ingest resumes after it), so
+        # provenance needs no key check.
+        con.execute("INSERT INTO sample_sources SELECT * FROM batch_provenance")
+        con.unregister("batch_provenance")
+
+    if batch.quarantine:
+        con.register("batch_quarantine", pa.Table.from_pylist(batch.quarantine))
+        con.execute("INSERT OR IGNORE INTO quarantine BY NAME "
+                    "SELECT *, current_timestamp AS created_at FROM batch_quarantine")
+        con.unregister("batch_quarantine")
+
+    for table, rows in batch.related.items():
+        if rows:
+            con.register("batch_related", pa.Table.from_pylist(rows))
+            stamp = ", current_timestamp AS created_at" if table == "scores" else ""
+            con.execute(f"CREATE OR REPLACE TEMP VIEW batch_related_rows AS SELECT *{stamp} FROM batch_related")
+            insert_missing(con, table, "batch_related_rows", RELATED_KEYS[table])
+            con.unregister("batch_related")
+
+    counts: dict[str, Counts] = defaultdict(Counts)
+    owner = dict(zip(batch.ids, batch.owners))
+    for (sid,) in inserted_ids:
+        counts[owner[sid]].new += 1
+    for source_id in batch.provenance_sources:
+        counts[source_id].read += 1
+    for q in batch.quarantine:
+        c = counts[q["source_id"]]
+        c.read += 1
+        c.quarantined += 1
+        c.reasons[q["reason"]] += 1
+    for source_id, c in counts.items():
+        c.duplicate = c.read - c.quarantined - c.new
+    for source_id in set(batch.last_rows) | set(batch.completed):
+        c = counts[source_id]
+        con.execute(
+            "UPDATE sources SET rows_read = rows_read + ?, rows_new = rows_new + ?, "
+            "rows_duplicate = rows_duplicate + ?, rows_quarantined = rows_quarantined + ?, "
+            "watermark = greatest(watermark, ?), status = CASE WHEN ? THEN 'complete' ELSE status END, "
+            "finished_at = CASE WHEN ? THEN current_timestamp ELSE finished_at END WHERE source_id = ?",
+            [c.read, c.new, c.duplicate, c.quarantined, batch.last_rows.get(source_id, 0),
+             source_id in batch.completed, source_id in batch.completed, source_id],
+        )
+    return counts

@@ -1,0 +1,54 @@
+"""Shared fixtures: a fresh store per test, the real data under ../shared/data, and a CLI runner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from curate.cli import app
+from curate.store import Store
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    return Store(tmp_path / "curate.duckdb")
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not available: {SHARED_DATA} is absent")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def cli(store):
+    """Run `curate --db <the test's store> ARGS...`; returns the click Result."""
+    runner = CliRunner()
+
+    def invoke(*args: str, expect: int | None = 0):
+        result = runner.invoke(app, ["--db", store.path, *map(str, args)], catch_exceptions=False)
+        if expect is not None:
+            assert result.exit_code == expect, f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        return result
+
+    return invoke
+
+
+def write_jsonl(path: Path, records: list, raw_lines: dict[int, str] | None = None) -> Path:
+    """Write records as JSON Lines; `raw_lines` puts literal text at given 1-based line numbers."""
+    lines = [json.dumps(r, ensure_ascii=False) for r in records]
+    for number, text in sorted((raw_lines or {}).items()):
+        lines.insert(number - 1, text)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def count(store: Store, sql: str, params: list | None = None) -> int:
+    with store.connect() as con:
+        return con.execute(sql, params or []).fetchone()[0]
