@@ -6,6 +6,9 @@ verification, so that every stage reads a final answer the same way.
 
 from __future__ import annotations
 
+import re
+from fractions import Fraction
+
 GSM8K_MARKER = "####"
 
 
@@ -36,3 +39,88 @@ def last_boxed(text: str) -> str | None:
             if depth == 0:
                 return text[brace + 1 : index].strip()
     return None
+
+
+# -- equivalence ----------------------------------------------------------------------------------
+#
+# Two final answers are equivalent when their MATH-style normal forms are equal (the normalisation of
+# Hendrycks et al.'s MATH grader: spacing, \left/\right, \dfrac, degrees, units in \text{}, "x = 2"),
+# or when both read as the same number (integers, decimals, fractions a/b or \frac{a}{b},
+# thousands separators, a trailing percent sign or dollar sign).
+
+_UNIT_TEXT = re.compile(r"\\(?:text|mbox|mathrm)\{\s*[a-zA-Z ]*\}")
+_FRAC = re.compile(r"^(-?)\\frac\{(-?[\d.]+)\}\{(-?[\d.]+)\}$")
+_NUMBER = re.compile(r"^-?(\d+(\.\d*)?|\.\d+)(e-?\d+)?$")
+
+
+def _fix_fracs(text: str) -> str:
+    r"""\frac12 -> \frac{1}{2}, \frac1{2} -> \frac{1}{2}."""
+    head, *parts = text.split("\\frac")
+    out = head
+    for part in parts:
+        out += "\\frac"
+        if part.startswith("{") or len(part) < 2:
+            out += part
+            continue
+        a, b, rest = part[0], part[1], part[2:]
+        out += "{" + a + "}" + (b + rest if b == "{" else "{" + b + "}" + rest)
+    return out
+
+
+def _fix_sqrt(text: str) -> str:
+    return re.sub(r"\\sqrt(\w)", r"\\sqrt{\1}", text)
+
+
+def normalise_answer(answer: str) -> str:
+    """The MATH grader's normal form of a final answer."""
+    text = str(answer).strip()
+    for old, new in (("\n", ""), ("\\!", ""), ("\\\\", "\\"), ("tfrac", "frac"), ("dfrac", "frac"),
+                     ("\\left", ""), ("\\right", ""), ("^{\\circ}", ""), ("^\\circ", ""), ("\\$", ""),
+                     ("$", ""), ("\\%", ""), ("%", ""), ("\\displaystyle", "")):
+        text = text.replace(old, new)
+    text = _UNIT_TEXT.sub("", text).strip()
+    text = text.replace(" .", " 0.").replace("{.", "{0.")
+    if text.startswith("."):
+        text = "0" + text
+    left, sep, right = text.partition("=")
+    if sep and "=" not in right and len(left.strip()) <= 2:   # "x = 2" -> "2"
+        text = right
+    text = _fix_sqrt(text).replace(" ", "")
+    text = _fix_fracs(text)
+    if re.fullmatch(r"-?\d+/\d+", text):                     # 3/4 -> \frac{3}{4}
+        sign = "-" if text.startswith("-") else ""
+        a, b = text.lstrip("-").split("/")
+        text = f"{sign}\\frac{{{a}}}{{{b}}}"
+    if text.endswith(".") and _NUMBER.match(text[:-1] or "x"):
+        text = text[:-1]
+    return text
+
+
+def as_number(answer: str) -> Fraction | None:
+    """The exact value of an answer that is a plain number, or None."""
+    text = normalise_answer(answer)
+    if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", text):
+        text = text.replace(",", "")
+    match = _FRAC.match(text)
+    try:
+        if match:
+            sign, a, b = match.groups()
+            value = Fraction(a) / Fraction(b)
+            return -value if sign else value
+        if _NUMBER.match(text):
+            return Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        return None
+    return None
+
+
+def answers_match(predicted: str | None, gold: str | None, *, rel_tol: float = 1e-6) -> bool:
+    """Whether a predicted final answer equals the gold one (normal form, or the same number)."""
+    if predicted is None or gold is None:
+        return False
+    if normalise_answer(predicted) == normalise_answer(gold):
+        return True
+    a, b = as_number(predicted), as_number(gold)
+    if a is None or b is None:
+        return False
+    return a == b or abs(float(a) - float(b)) <= rel_tol * max(1.0, abs(float(b)))

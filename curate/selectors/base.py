@@ -65,6 +65,12 @@ class Pool:
         values[table["pool_index"].to_numpy()] = table["value"].to_numpy()
         return values
 
+    def embeddings(self, model: str | None = None, view: str = "prompt") -> np.ndarray:
+        """(len(pool), d) float32, L2-normalised, row i for ids[i] (computed by `curate embed`)."""
+        from curate.models.embed import load_embeddings
+
+        return load_embeddings(self.store, self.ids, model, view)
+
     def labels(self, origin: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Pairs (pool index, label) as two arrays, sorted by pool index then label."""
         table = self.fetch(
