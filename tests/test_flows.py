@@ -175,3 +175,14 @@ def test_schedule_serves_a_deployment_on_a_real_prefect_server(tmp_path):
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
+
+
+@pytest.mark.slow
+def test_ray_runner_gives_the_same_results_as_local(tmp_path):
+    local_dir, ray_dir = tmp_path / "local", tmp_path / "ray"
+    local_dir.mkdir()
+    ray_dir.mkdir()
+    local = run_recipe(make_recipe(local_dir), str(local_dir / "s.duckdb"))
+    on_ray = run_recipe(make_recipe(ray_dir), str(ray_dir / "s.duckdb"), runner="ray")
+    assert [s["result"]["counts"] for s in on_ray["steps"]] == [s["result"]["counts"] for s in local["steps"]]
+    assert (ray_dir / "out" / "pick" / "train.jsonl").read_text() == (local_dir / "out" / "pick" / "train.jsonl").read_text()
