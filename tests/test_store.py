@@ -114,3 +114,6 @@ def test_sql_formats(cli, store, tmp_path):
     assert "needs --out" in cli("sql", query, "--format", "parquet", expect=1).stderr
     assert "p" in cli("sql", query).stdout
     assert "read-only" in cli("sql", "DROP TABLE runs", expect=1).stderr
+    nested = "SELECT messages, sum(turns) AS total FROM samples GROUP BY messages"
+    assert cli("sql", nested, "--format", "csv").stdout.splitlines()[1].startswith('"[{""role"":""user""')
+    assert json.loads(cli("sql", nested, "--format", "json").stdout)["total"] == 1
