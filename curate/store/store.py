@@ -88,6 +88,12 @@ def _connect_with_retry(path: str, wait: float, **kwargs) -> duckdb.DuckDBPyConn
             marker.unlink(missing_ok=True)
 
 
+def _settled(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """The connection with no half-read result left by earlier work (DuckDB 2 refuses `con.sql()` then)."""
+    con.execute("SELECT NULL").fetchall()
+    return con
+
+
 class Store:
     """A curate store at `path`. Cheap to construct; opens nothing until used."""
 
@@ -114,7 +120,7 @@ class Store:
         if not self._migrated:
             migrations.upgrade(con)
             self._migrated = True
-        return con
+        return _settled(con)
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -122,7 +128,7 @@ class Store:
         if self._session_depth:
             if self._session is None:
                 self._session, self._session_opened = self._open(), time.monotonic()
-            yield self._session
+            yield _settled(self._session)
             return
         con = self._open()
         try:
