@@ -7,6 +7,7 @@ from curate.cli import flows  # noqa: F401
 from curate.cli import ingest  # noqa: F401
 from curate.cli import models  # noqa: F401
 from curate.cli import select  # noqa: F401
+from curate.cli import synth  # noqa: F401
 from curate.cli import trajectories  # noqa: F401
 from curate.cli.app import app, main
 
