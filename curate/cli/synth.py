@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import re
-
 import pyarrow as pa
 import typer
 
 from curate.cli.app import app, console, print_table, store_of
 from curate.cli.models import BACKEND, BASE_URL, LLM_MODEL, make_backend
-from curate.errors import CurateError
 from curate.synth.extract import LibraryBuilder
 from curate.synth.generate import Synthesiser
 from curate.synth.graph import library_stats
 from curate.synth.library import install_starter
 from curate.synth.merge import merge_equivalent, merge_identical
-from curate.synth.sampling import STRATEGIES
+from curate.synth.sampling import STRATEGIES, parse_k
 
 synth_app = typer.Typer(no_args_is_help=True, help="RV-Syn: build a function library, synthesise verified "
                                                    "problems from it.")
@@ -72,14 +69,6 @@ def library_command(
     _print_stats(store)
     if from_source:
         console.print(report.run_id)
-
-
-def parse_k(text: str) -> tuple[int, int]:
-    match = re.fullmatch(r"\s*(\d+)\s*(?:(?:\.\.|-)\s*(\d+))?\s*", text)
-    if not match:
-        raise CurateError(f"--k {text!r}: expected a number or a range like 2..4")
-    low = int(match.group(1))
-    return low, int(match.group(2) or low)
 
 
 @synth_app.command("generate")

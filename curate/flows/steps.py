@@ -183,3 +183,46 @@ def select_step(ctx: StepContext, params: SelectParams) -> StepResult:
         reasons = dict(con.execute("SELECT reason, count(*) FROM selections WHERE run_id = ? AND NOT selected "
                                    "GROUP BY 1", [run_id]).fetchall())
     return StepResult(counts=counts, reasons=reasons, run_id=run_id, name=params.name)
+
+
+# -- synth (RV-Syn) --------------------------------------------------------------------------------
+
+
+class SynthParams(StepParams):
+    n: int = Field(ge=1, description="verified problems to keep")
+    k: str = "2..4"
+    strategy: str = "cooccurrence"
+    no_llm: bool = False
+    backend: str = "transformers"
+    model: str = "smollm2-135m"
+    base_url: str | None = None
+    compose: str | None = None
+    seed: int = 0
+    verify_samples: int = 4
+    origin: str = "all"
+    max_attempts: int | None = None
+    max_tokens: int = 512
+    timeout: float = 5.0
+    source: str = "rvsyn"
+    starter: bool = Field(True, description="install the built-in starter library first (idempotent)")
+
+
+@step("synth", SynthParams, retries=1)
+def synth_step(ctx: StepContext, params: SynthParams) -> StepResult:
+    from curate.models.llm import get_backend
+    from curate.synth.generate import Synthesiser
+    from curate.synth.library import install_starter
+    from curate.synth.merge import merge_identical
+    from curate.synth.sampling import parse_k
+
+    if params.starter:
+        install_starter(ctx.store)
+        merge_identical(ctx.store)
+    backend = None if params.no_llm else get_backend(
+        params.backend, params.model, store=ctx.store, **({"base_url": params.base_url} if params.base_url else {}))
+    report = Synthesiser(params.n, k=parse_k(params.k), strategy=params.strategy, backend=backend, seed=params.seed,
+                         verify_samples=params.verify_samples, origin=params.origin, max_attempts=params.max_attempts,
+                         max_tokens=params.max_tokens, timeout=params.timeout, source=params.source,
+                         compose=params.compose).run(ctx.store, log=ctx.log)
+    return StepResult(counts={"attempts": report.attempts, "kept": report.kept}, reasons=dict(report.rejected),
+                      run_id=report.run_id)

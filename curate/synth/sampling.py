@@ -12,11 +12,13 @@ functions) the choice is padded uniformly and `details` says so; nothing is drop
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
 
+from curate.errors import CurateError
 from curate.synth.graph import cooccurrence_view
 
 STRATEGIES = ("cooccurrence", "topic", "edgeless")
@@ -90,3 +92,12 @@ class Sampler:
 def sample_functions(graph: nx.Graph, k: int, strategy: str, rng: random.Random) -> Sampled:
     """k distinct function ids drawn from `graph` by `strategy` (for many draws, keep one Sampler)."""
     return Sampler(graph).sample(k, strategy, rng)
+
+
+def parse_k(text: str) -> tuple[int, int]:
+    """`--k 3` -> (3, 3); `--k 2..4` -> (2, 4)."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:(?:\.\.|-)\s*(\d+))?\s*", str(text))
+    if not match:
+        raise CurateError(f"--k {text!r}: expected a number or a range like 2..4")
+    low = int(match.group(1))
+    return low, int(match.group(2) or low)
