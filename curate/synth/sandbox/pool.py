@@ -362,7 +362,10 @@ class SandboxPool:
         with ThreadPoolExecutor(max_workers=self.workers) as threads:
             return list(threads.map(lambda code: self.execute(code, timeout=timeout, entry=entry), codes))
 
-    def _run(self, program: Program, timeout: float, retry: bool = True) -> ExecResult:
+    def _run(self, program: Program, timeout: float, retries: int | None = None) -> ExecResult:
+        # Each slot may hold a worker that died while idle, so a task may meet every one of them once
+        # before it reaches a freshly spawned worker.
+        retries = self.workers + 1 if retries is None else retries
         worker = self._acquire()
         keep: _Worker | None = worker
         try:
@@ -370,11 +373,11 @@ class SandboxPool:
                 reply = worker.run(program, timeout)
             except _WorkerGone:
                 keep = None
-                if retry:
+                if retries > 0:
                     self._retire(worker)
                     self._release(None)
                     keep = worker = None
-                    return self._run(program, timeout, retry=False)
+                    return self._run(program, timeout, retries - 1)
                 return ExecResult(ok=False, kind="crashed", error="crashed: no worker would take the task")
             except TimeoutError:
                 keep = None
