@@ -228,6 +228,7 @@ def test_kmeans_needs_embeddings(store, tmp_path, cli):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)      # embedding 47K prompts with MiniLM on 2 cores takes minutes (more on a busy box)
 def test_kmeans_on_the_t0_pool_selects_5000(store, shared_data, cli):
     ingest(store, [str(shared_data / "instruct" / "t0_train_50k")])
     cli("embed")

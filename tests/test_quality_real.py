@@ -27,11 +27,15 @@ def _run(store: Store, *args, expect: int = 0):
     return result
 
 
+def _shortest(n: int) -> str:
+    # The shortest LIMA samples keep the CPU time of a 135M model in check.
+    return f"sample_id IN (SELECT sample_id FROM samples ORDER BY chars, sample_id LIMIT {n})"
+
+
 def _scored_store(tmp_path_factory, shared_data, n: int, comparisons: int) -> Store:
     store = Store(tmp_path_factory.mktemp("real") / "curate.duckdb")
     ingest(store, [str(shared_data / "instruct" / "lima_train.jsonl")])
-    # The shortest LIMA samples keep the CPU time of a 135M model in check.
-    where = f"sample_id IN (SELECT sample_id FROM samples ORDER BY chars, sample_id LIMIT {n})"
+    where = _shortest(n)
     common = ["--backend", "transformers", "--model", MODEL, "--where", where]
     _run(store, "score", "quality", "--method", "deita", *common)
     _run(store, "score", "quality", "--method", "rubric", "--top-logprobs", 1000, *common)
@@ -63,18 +67,20 @@ def _check_scores(store: Store, n: int) -> dict[str, int]:
     return ok
 
 
-def _select_on_scores(store: Store, ok: dict[str, int], budget: int) -> None:
+def _select_on_scores(store: Store, ok: dict[str, int], n: int, budget: int) -> None:
     usable = [name for name, n_ok in ok.items() if n_ok >= budget]
     assert usable, f"no scorer has {budget} successful scores: {ok}"
     for name in usable:
-        run_id = _run(store, "select", "quality", "--score", name, "--budget", budget).stdout.strip().splitlines()[-1]
+        run_id = _run(store, "select", "quality", "--score", name, "--budget", budget, "--where", _shortest(n)
+                      ).stdout.strip().splitlines()[-1]
         with store.connect() as con:
             assert con.execute("SELECT count(*) FROM selections WHERE run_id = ? AND selected", [run_id]).fetchone()[0] \
                 == budget
-    _run(store, "embed", "--view", "conversation")
+    _run(store, "embed", "--view", "conversation", "--where", _shortest(n))
     deita_score = f"deita:{MODEL}"
     if ok[deita_score]:
-        run_id = _run(store, "select", "deita", "--score", deita_score, "--budget", budget).stdout.splitlines()[-1]
+        run_id = _run(store, "select", "deita", "--score", deita_score, "--budget", budget, "--where", _shortest(n)
+                      ).stdout.splitlines()[-1]
         with store.connect() as con:
             picked = con.execute("SELECT count(*) FROM selections WHERE run_id = ? AND selected", [run_id]).fetchone()[0]
         assert 1 <= picked <= min(budget, ok[deita_score])
@@ -92,12 +98,12 @@ def small(tmp_path_factory):
 def test_each_method_through_smollm_on_lima(small):
     ok = _check_scores(small, 3)
     assert ok[f"deita:{MODEL}"] >= 1          # DEITA's 1..6 tokens are all in SmolLM2's top-1000 for most prompts
-    _select_on_scores(small, ok, 2)
+    _select_on_scores(small, ok, 3, 2)
 
 
 def test_rescoring_reuses_the_response_cache(small):
     result = _run(small, "score", "quality", "--method", "deita", "--backend", "transformers", "--model", MODEL,
-                  "--where", "sample_id IN (SELECT sample_id FROM samples ORDER BY chars, sample_id LIMIT 3)")
+                  "--where", _shortest(3))
     with small.connect() as con:
         failed = con.execute("SELECT count(*) FROM scores WHERE scorer = ? AND status = 'failed'",
                              [f"deita:{MODEL}"]).fetchone()[0]
@@ -110,8 +116,9 @@ def test_rescoring_reuses_the_response_cache(small):
 def test_each_method_on_20_lima_samples_then_select(tmp_path_factory, shared_data):
     store = _scored_store(tmp_path_factory, shared_data, 20, comparisons=2)
     ok = _check_scores(store, 20)
-    _select_on_scores(store, ok, 5)
-    _run(store, "embed")
-    run_id = _run(store, "select", "kmeans", "--budget", 6, "--k", 3, "--score", f"deita:{MODEL}").stdout.splitlines()[-1]
+    _select_on_scores(store, ok, 20, 5)
+    _run(store, "embed", "--where", _shortest(20))
+    run_id = _run(store, "select", "kmeans", "--budget", 6, "--k", 3, "--score", f"deita:{MODEL}",
+                  "--where", _shortest(20)).stdout.splitlines()[-1]
     with store.connect() as con:
         assert con.execute("SELECT count(*) FROM selections WHERE run_id = ? AND selected", [run_id]).fetchone()[0] >= 1

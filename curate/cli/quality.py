@@ -121,7 +121,8 @@ def quality_command(
                                    run_id=run.run_id, progress=update)
             bar.close()
             fitted = quality.fit_ratings(store, names[0], margin=confidence, l2=l2, run_id=run.run_id)
-            counts = {"judgments_ok": counts["ok"], "judgments_failed": counts["failed"], **fitted}
+            counts = {"judgments_ok": counts["ok"], "judgments_failed": counts["failed"],
+                      "unpaired": counts["unpaired"], **fitted}
         bar.close()
         run.counts.update(counts)
     console.print(f"{run.run_id}: {', '.join(f'{v} {k}' for k, v in counts.items())}"

@@ -146,7 +146,11 @@ def judge(store: Store, backend: LLMBackend, targets: Targets, criterion: Criter
     name = scorer_name(criterion, backend.model)
     pairs = random_pairs(len(targets), comparisons, seed)
     texts = [render(m, max_chars) for m in targets.messages]
-    counts = {"pairs": len(pairs), "ok": 0, "failed": 0}
+    unpaired = np.setdiff1d(np.arange(len(targets)), pairs.reshape(-1))
+    write_scores(store, name, [ScoreRow(targets.ids[i], None, error="no comparison was drawn for it (an odd one out "
+                                                                  "of the random pairings; raise --comparisons)")
+                               for i in unpaired], run_id)
+    counts = {"pairs": len(pairs), "ok": 0, "failed": 0, "unpaired": len(unpaired)}
     for start in range(0, len(pairs), chunk):
         batch = pairs[start:start + chunk]
         readings = judge_pairs(backend, [texts[i] for i in batch[:, 0]], [texts[j] for j in batch[:, 1]], criterion,
