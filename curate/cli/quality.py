@@ -119,7 +119,6 @@ def quality_command(
             counts = quality.judge(store, llm, targets, judged, comparisons=comparisons, read=read.value,
                                    top_logprobs=top, samples=samples, seed=seed, max_chars=max_chars,
                                    run_id=run.run_id, progress=update)
-            bar.close()
             fitted = quality.fit_ratings(store, names[0], margin=confidence, l2=l2, run_id=run.run_id)
             counts = {"judgments_ok": counts["ok"], "judgments_failed": counts["failed"],
                       "unpaired": counts["unpaired"], **fitted}
