@@ -183,6 +183,22 @@ def test_kmq_selects_the_budget_by_cluster_size_and_records_every_cluster(cluste
     assert all(r[3] is None and r[4] == "round 0: kM-Random draw in its cluster" for r in kept)
 
 
+def test_reference_allocation_is_the_repos_floor_split_without_refill(clustered, cli):
+    """The repo's KMenasRandomDeita: int(budget / K) per cluster, capped by its size, nothing refilled."""
+    store, topic = clustered
+    # topics of 120, 60, 40, 20 samples, budget 100 over k = 4: 25 each, the 20-sample topic gives 20, total 95
+    run_id = cli("select", "kmeans", "--budget", 100, "--k", 4, "--score", "quality", "--allocation", "reference"
+                 ).stdout.strip().splitlines()[-1]
+    kept = [r for r in _rows(store, run_id) if r[1]]
+    assert np.bincount([topic[r[0]] for r in kept], minlength=4).tolist() == [25, 25, 25, 20]
+    # the paper's allocations fill the budget instead
+    for allocation, expected in (("equal", [27, 27, 26, 20]), ("proportional", [50, 25, 17, 8])):
+        other = cli("select", "kmeans", "--budget", 100, "--k", 4, "--score", "quality", "--allocation", allocation
+                    ).stdout.strip().splitlines()[-1]
+        picked = np.bincount([topic[r[0]] for r in _rows(store, other) if r[1]], minlength=4)
+        assert picked.sum() == 100 and sorted(picked.tolist(), reverse=True) == sorted(expected, reverse=True)
+
+
 def test_refinement_rounds_reweight_clusters_by_feedback(clustered, cli, tmp_path):
     store, topic = clustered
     first = cli("select", "kmeans", "--budget", 40, "--k", 4).stdout.strip().splitlines()[-1]

@@ -36,6 +36,7 @@ class Read(str, Enum):
 class Allocation(str, Enum):
     proportional = "proportional"
     equal = "equal"
+    reference = "reference"
 
 
 class KMeansBackend(str, Enum):
@@ -209,7 +210,8 @@ def select_kmeans_command(
                                                     "none: uniform (kM-Random)."),
     temperature: float = typer.Option(1.0, "--temperature", min=0.0, help="τ of the within-cluster softmax."),
     allocation: Allocation = typer.Option(Allocation.proportional, "--allocation",
-                                          help="Budget per cluster: proportional to its size, or equal."),
+                                          help="Budget per cluster: proportional to its size, equal, or "
+                                               "reference (the repo's int(budget/k) each, no refill)."),
     backend: KMeansBackend = typer.Option(KMeansBackend.auto, "--backend", help="k-means: faiss, sklearn, or auto."),
     embedding_model: str = EMBEDDING_MODEL,
     view: View = typer.Option(View.prompt, "--view", help="Embedding view (kMQ clusters prompts)."),

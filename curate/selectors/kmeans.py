@@ -6,8 +6,10 @@ One round:
    scikit-learn's MiniBatchKMeans otherwise, seeded. `k="auto"` picks k from a grid by the
    silhouette score on a sample (the paper's recommendation).
 2. The budget is split over clusters in proportion to their sizes (paper Eq. 3; `allocation="equal"`
-   splits it evenly, as the repo's KMeansRandom code does), rounded by largest remainder; a cluster
-   smaller than its share gives the rest back to the others (refill), so the picks sum to the budget.
+   splits it evenly), rounded by largest remainder; a cluster smaller than its share gives the rest
+   back to the others (refill), so the picks sum to the budget. `allocation="reference"` is the
+   repo's code (`KMeansRandom`, `KMenasRandomDeita`): int(budget / k) from each cluster, capped by
+   its size, no refill, so a round can fall short of the budget.
 3. Within a cluster, samples are drawn without replacement with p ∝ softmax(score / τ)
    (KMenasRandomDeita uses exp(score), τ = 1), by Gumbel-top-k, which never exponentiates and so
    cannot overflow; without a score the draw is uniform (kM-Random).
@@ -44,6 +46,7 @@ from curate.selectors.base import Pool, Selection, Selector, register
 from curate.selectors.quality import require_scores
 
 K_GRID = (8, 16, 32, 64, 128, 256, 512, 1024)
+ALLOCATIONS = ("proportional", "equal", "reference")
 
 
 def has_faiss() -> bool:
@@ -221,8 +224,8 @@ class KMeansSelector(Selector):
     def select(self, pool: Pool, budget: int | None) -> Selection:
         if self.temperature < 0:
             raise CurateError("--temperature must be >= 0")
-        if self.allocation not in ("proportional", "equal"):
-            raise CurateError(f"unknown allocation {self.allocation!r}; choose proportional or equal")
+        if self.allocation not in ALLOCATIONS:
+            raise CurateError(f"unknown allocation {self.allocation!r}; choose {', '.join(ALLOCATIONS)}")
         if (self.from_run is None) != (self.feedback is None):
             raise CurateError("iterative refinement needs both --from-run and --feedback")
         budget = len(pool) if budget is None else budget
@@ -250,7 +253,10 @@ class KMeansSelector(Selector):
         if values is not None:
             eligible &= ~np.isnan(values)
         capacity = np.bincount(labels[eligible], minlength=k)
-        quotas = allocate(budget, weights, capacity)
+        if self.allocation == "reference" and counts["round"] == 0:
+            quotas = np.minimum(budget // k, capacity)        # the repo: int(coreset_size / K), no refill
+        else:
+            quotas = allocate(budget, weights, capacity)
         rng = np.random.default_rng([self.seed, counts["round"]])
         picks = draw_within_clusters(labels, quotas, eligible, rng, values, self.temperature)
         chosen = np.zeros(len(pool), dtype=bool)
