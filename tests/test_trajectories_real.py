@@ -151,7 +151,7 @@ def count_quarantined(cli) -> int:
 
 
 def readme_queries() -> list[str]:
-    section = README.read_text().split("### Audit queries", 1)[1]
+    section = README.read_text().split("### Audit queries", 1)[1].split("\n## ", 1)[0]     # up to the next section
     return re.findall(r"```sql\n(.*?)```", section, re.DOTALL)
 
 

@@ -6,6 +6,8 @@ from curate.cli import emit  # noqa: F401
 from curate.cli import flows  # noqa: F401
 from curate.cli import ingest  # noqa: F401
 from curate.cli import models  # noqa: F401
+from curate.cli import quality  # noqa: F401
+from curate.cli import score  # noqa: F401
 from curate.cli import select  # noqa: F401
 from curate.cli import synth  # noqa: F401
 from curate.cli import trajectories  # noqa: F401
