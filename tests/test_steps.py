@@ -44,3 +44,36 @@ def test_select_step_reports_bad_selector_parameters(store, tmp_path):
             steps:
               - select: {name: pick, selector: nope, budget: 3}
         """)
+
+
+def test_score_step_scores_with_the_real_small_llm_and_then_has_nothing_left(store, tmp_path):
+    recipe = """\
+        name: s
+        steps:
+          - synth: {n: 3, no_llm: true, seed: 1}
+          - score: {method: deita, where: "kind = 'synthetic'", limit: 2}
+    """
+    run_step(store, tmp_path, recipe, 0)
+    first = run_step(store, tmp_path, recipe, 1)
+    assert first.run_id and first.counts["ok"] == 2
+    scorer = "deita:smollm2-135m"         # complexity x quality, the value selectors read
+    assert count(store, "SELECT count(*) FROM scores WHERE scorer = ? AND status = 'ok'", [scorer]) == 2
+    again = run_step(store, tmp_path, recipe.replace("limit: 2", "limit: 3"), 1)
+    assert again.counts["already"] == 2        # only the third sample is new work
+    assert count(store, "SELECT count(*) FROM scores WHERE scorer = ?", [scorer]) == 3
+
+
+def test_score_step_names_unknown_methods_and_options(store, tmp_path):
+    store.schema_version()
+    with pytest.raises(CurateError, match="unknown method 'vibes'.*deita"):
+        run_step(store, tmp_path, """\
+            name: s
+            steps:
+              - score: {method: vibes}
+        """)
+    with pytest.raises(CurateError, match="score rubric.*colour"):
+        run_step(store, tmp_path, """\
+            name: s
+            steps:
+              - score: {method: rubric, params: {colour: red}}
+        """)

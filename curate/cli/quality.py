@@ -12,9 +12,8 @@ from curate.cli.models import BACKEND, BASE_URL, LLM_MODEL, View, make_backend
 from curate.cli.score import score_app
 from curate.cli.select import BUDGET, WHERE, report_run
 from curate.errors import CurateError
-from curate.scoring import quality, scored_ids
-from curate.scoring.quality import deita as deita_scoring
-from curate.scoring.quality import pairwise, rubric
+from curate.scoring import quality
+from curate.scoring.quality.run import score_quality
 from curate.selectors import Pool, run_selection
 from curate.selectors.deita import DeitaSelector
 from curate.selectors.kmeans import K_GRID, KMeansSelector
@@ -86,48 +85,27 @@ def quality_command(
     """Score samples with an LLM judge; scores go to `scores`, failures with their reasons."""
     store = store_of(ctx)
     llm = make_backend(store, backend, model, base_url)
-    judged = quality.get_criterion(criterion, criterion_text) if method is not Method.deita else None
-    top = top_logprobs or (deita_scoring.DEFAULT_TOP_LOGPROBS if method is Method.deita else 20)
-    if method is Method.deita:
-        names = list(deita_scoring.scorer_names(llm.model).values())
-        resume_name = names[2]           # deita:M has a value only when every turn scored
-    elif method is Method.rubric:
-        names = [rubric.scorer_name(judged, llm.model)]
-        resume_name = names[0]
-    else:                                # pairs are redrawn; the response cache makes a re-run cheap
-        names = [pairwise.scorer_name(judged, llm.model)]
-        resume_name = None
-    skip = scored_ids(store, resume_name) if resume_name and not rescore else set()
-    targets = quality.load_targets(store, where, limit, skip)
-    if not len(targets):
-        console.print(f"nothing to score ({len(skip)} already scored; --rescore to redo)", highlight=False)
+    bars = []
+
+    def progress(total: int, what: str):
+        update, bar = _progress(total, what)
+        bars.append(bar)
+        return update
+
+    try:
+        report = score_quality(store, llm, method.value, criterion=criterion, criterion_text=criterion_text,
+                               read=read.value, samples=samples, comparisons=comparisons, confidence=confidence,
+                               l2=l2, top_logprobs=top_logprobs, max_chars=max_chars, where=where, limit=limit,
+                               rescore=rescore, seed=seed, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    if report.run_id is None:
+        console.print(f"nothing to score ({report.already} already scored; --rescore to redo)", highlight=False)
         return
-    params = {"method": method.value, "backend": backend, "model": model, "criterion": judged and judged.name,
-              "criterion_text": criterion_text, "read": read.value, "samples": samples, "comparisons": comparisons,
-              "confidence": confidence, "l2": l2, "top_logprobs": top, "max_chars": max_chars, "where": where,
-              "limit": limit, "seed": seed}
-    with start_run(store, f"score:{method.value}", params) as run:
-        if method is Method.deita:
-            update, bar = _progress(len(targets), "deita")
-            counts = quality.score_deita(store, llm, targets, run_id=run.run_id, top_logprobs=top, progress=update)
-        elif method is Method.rubric:
-            update, bar = _progress(len(targets), "rubric")
-            counts = quality.score_rubric(store, llm, targets, judged, read=read.value, top_logprobs=top,
-                                          samples=samples, seed=seed, max_chars=max_chars, run_id=run.run_id,
-                                          progress=update)
-        else:
-            update, bar = _progress(len(pairwise.random_pairs(len(targets), comparisons, seed)), "pairs")
-            counts = quality.judge(store, llm, targets, judged, comparisons=comparisons, read=read.value,
-                                   top_logprobs=top, samples=samples, seed=seed, max_chars=max_chars,
-                                   run_id=run.run_id, progress=update)
-            fitted = quality.fit_ratings(store, names[0], margin=confidence, l2=l2, run_id=run.run_id)
-            counts = {"judgments_ok": counts["ok"], "judgments_failed": counts["failed"],
-                      "unpaired": counts["unpaired"], **fitted}
-        bar.close()
-        run.counts.update(counts)
-    console.print(f"{run.run_id}: {', '.join(f'{v} {k}' for k, v in counts.items())}"
-                  + (f"; {len(skip)} already scored" if skip else ""), highlight=False)
-    console.print("scores: " + ", ".join(names), highlight=False)
+    console.print(f"{report.run_id}: {', '.join(f'{v} {k}' for k, v in report.counts.items())}"
+                  + (f"; {report.already} already scored" if report.already else ""), highlight=False)
+    console.print("scores: " + ", ".join(report.scorers), highlight=False)
 
 
 @score_app.command("fit-pairwise")

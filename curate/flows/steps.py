@@ -226,3 +226,81 @@ def synth_step(ctx: StepContext, params: SynthParams) -> StepResult:
                          compose=params.compose).run(ctx.store, log=ctx.log)
     return StepResult(counts={"attempts": report.attempts, "kept": report.kept}, reasons=dict(report.rejected),
                       run_id=report.run_id)
+
+
+# -- score -----------------------------------------------------------------------------------------
+
+
+class ScoreParams(StepParams):
+    method: str = Field(description="deita, rubric or pairwise (quality), difficulty (MCTS), import")
+    backend: str = "transformers"
+    model: str = "smollm2-135m"
+    base_url: str | None = None
+    where: str | None = None
+    limit: int | None = Field(None, ge=1, description="score at most this many samples")
+    params: dict[str, Any] = Field(default_factory=dict, description="the method's options, as its CLI command's")
+
+
+SCORERS: dict[str, Callable[[StepContext, ScoreParams], StepResult]] = {}
+
+
+def scorer(*methods: str):
+    def register(function):
+        for method in methods:
+            SCORERS[method] = function
+        return function
+    return register
+
+
+@step("score", ScoreParams, retries=1)
+def score_step(ctx: StepContext, params: ScoreParams) -> StepResult:
+    if params.method not in SCORERS:
+        raise CurateError(f"score step: unknown method {params.method!r}; valid: {', '.join(sorted(SCORERS))}")
+    return SCORERS[params.method](ctx, params)
+
+
+def _llm(ctx: StepContext, params: ScoreParams):
+    from curate.models.llm import get_backend
+
+    return get_backend(params.backend, params.model, store=ctx.store,
+                       **({"base_url": params.base_url} if params.base_url else {}))
+
+
+def _check_options(what: str, function, options: dict[str, Any]) -> None:
+    """Refuse an unknown or misspelt option before any model loads."""
+    import inspect
+
+    accepted = inspect.signature(function).parameters
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        keyword = [name for name, p in accepted.items() if p.kind is p.KEYWORD_ONLY]
+        raise CurateError(f"{what}: unknown option {', '.join(unknown)}; valid: {', '.join(keyword)}")
+
+
+@scorer("deita", "rubric", "pairwise")
+def quality_scorer(ctx: StepContext, params: ScoreParams) -> StepResult:
+    from curate.scoring.quality.run import score_quality
+
+    _check_options(f"score {params.method}", score_quality, params.params)
+    report = score_quality(ctx.store, _llm(ctx, params), params.method, where=params.where, limit=params.limit,
+                           flow_run_id=ctx.flow_run_id, **params.params)
+    return StepResult(counts={**report.counts, "already": report.already}, run_id=report.run_id,
+                      reused=report.run_id is None)
+
+
+@scorer("import")
+def import_scorer(ctx: StepContext, params: ScoreParams) -> StepResult:
+    from curate.scoring.external import import_scores
+    from curate.store.runs import start_run
+
+    options = dict(params.params)
+    if "path" not in options or "scorer" not in options:
+        raise CurateError("score import: params needs path and scorer")
+    _check_options("score import", import_scores, options)
+    options["path"] = str(ctx.recipe.resolve(options["path"]))
+    with start_run(ctx.store, "score:import", options, flow_run_id=ctx.flow_run_id) as run:
+        report = import_scores(ctx.store, options.pop("path"), options.pop("scorer"), run_id=run.run_id, **options)
+        run.counts.update({"written": report.written, "unmatched": report.unmatched, "errors": len(report.errors)})
+    if report.errors:
+        raise CurateError(f"score import: {len(report.errors)} bad rows, first: {report.errors[0]}")
+    return StepResult(counts=dict(run.counts), run_id=run.run_id)
