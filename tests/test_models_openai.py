@@ -117,6 +117,8 @@ class Script:
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/models"):
+            if self.owned_by is None:
+                return httpx.Response(404, text="Not Found")
             return httpx.Response(200, json={"data": [{"id": "m", "owned_by": self.owned_by}]})
         body = json.loads(request.content)
         self.bodies.append(body)
@@ -164,6 +166,8 @@ def test_a_plain_server_refuses_what_it_would_answer_wrongly():
     assert not kept.ok and "include_stop needs a server" in kept.error
     assert plain.ok and len(script.bodies) == 1          # the refused requests were never sent
     assert "continue_final_message" not in script.bodies[0]
+    (unlisted,) = backend_for(Script(owned_by=None)).generate([ChatRequest(PARTIAL, continue_final_message=True)])
+    assert "continue_final_message needs a server" in unlisted.error        # no /models: a plain server
     # said to be vLLM (e.g. behind a proxy that hides its /models): sent as vLLM parameters
     forced = backend_for(Script("openai"), server="vllm")
     assert forced.generate([ChatRequest(PARTIAL, continue_final_message=True)])[0].ok

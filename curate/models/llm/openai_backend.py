@@ -201,12 +201,15 @@ class OpenAIBackend(LLMBackend):
         """Whether the server says it takes vLLM's extra parameters (its /models `owned_by`)."""
         try:
             listing = await self._call(client, "GET", "/models")
+            models = [m for m in listing.get("data") or [] if isinstance(m, dict)]
         except RequestFailed as error:
             if error.status is None:
                 raise        # unreachable, or it kept failing: nothing would work
             return False     # it answered, but has no listing: a plain server
-        owners = {m.get("owned_by") for m in listing.get("data") or [] if m.get("id") == self.model} or \
-                 {m.get("owned_by") for m in listing.get("data") or []}
+        except (ValueError, AttributeError):
+            return False     # a listing that is not one: a plain server
+        owners = {m.get("owned_by") for m in models if m.get("id") == self.model} or \
+                 {m.get("owned_by") for m in models}
         return bool(owners & EXTENDED_SERVERS)
 
 
