@@ -73,6 +73,17 @@ def smollm():
 QUESTION = ({"role": "user", "content": "What is 2+3? Answer with just the number."},)
 
 
+def test_batches_hold_requests_that_share_sampling():
+    from curate.models.llm.transformers_backend import _sampling_key
+
+    greedy = [ChatRequest(QUESTION, seed=1), ChatRequest(QUESTION, seed=None, top_p=0.5)]
+    sampled = [ChatRequest(QUESTION, temperature=1.0, seed=1), ChatRequest(QUESTION, temperature=1.0, seed=None)]
+    stopped = ChatRequest(QUESTION, stop=("=",))
+    assert len({_sampling_key(r) for r in greedy}) == 1                 # seed and top_p do not matter greedily
+    assert len({_sampling_key(r) for r in [*sampled, stopped, greedy[0]]}) == 4
+    assert sorted(map(_sampling_key, [*greedy, *sampled, stopped]))     # None seeds sort with numbers
+
+
 def test_transformers_greedy_is_deterministic_and_batched(smollm):
     a, b, c, stopped = smollm.generate([ChatRequest(QUESTION, max_tokens=12)] * 2 +
                                        [ChatRequest(({"role": "user", "content": "Name a colour."},), max_tokens=12),

@@ -11,10 +11,11 @@ folder loads in about a second.
 
 Requests that share sampling parameters and stop strings are generated together, left-padded,
 `batch_size` prompts at a time. Sampling is plain temperature and top-p (no top-k, no repetition
-penalty), as the OpenAI API defines it. A seed seeds the batch it is generated in, so a seeded
-request gives the same choices when asked again with the same companions (the response cache makes
-any re-run exact). Log-probs come from the raw logits (before temperature or top-p), as vLLM reports
-them.
+penalty), as the OpenAI API defines it. A seed seeds the batch it is generated in: sampled requests
+with different seeds go to different batches (give a stage's requests one seed for throughput), and
+a seeded request gives the same choices when asked again with the same companions (the response
+cache makes any re-run exact). Log-probs come from the raw logits (before temperature or top-p), as
+vLLM reports them.
 """
 
 from __future__ import annotations
@@ -131,8 +132,11 @@ def load(model: str, device: str):
 
 
 def _sampling_key(request: ChatRequest) -> tuple:
-    # stop strings too: generate() stops a sequence at any of the batch's stop strings
-    return (request.n, request.temperature, request.top_p, request.max_tokens, request.seed,
+    """What requests generated in one batch must share. Stop strings too: generate() stops a
+    sequence at any of the batch's stop strings. Greedy requests ignore top_p and seed."""
+    sampled = request.temperature > 0
+    seed = (request.seed is not None, request.seed or 0) if sampled else (False, 0)
+    return (request.n, request.temperature, request.top_p if sampled else 1.0, *seed, request.max_tokens,
             request.logprobs, request.logprob_tokens, tuple(sorted(request.stop)))
 
 
