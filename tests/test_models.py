@@ -73,11 +73,38 @@ def smollm():
 QUESTION = ({"role": "user", "content": "What is 2+3? Answer with just the number."},)
 
 
+def test_batches_hold_requests_that_share_sampling():
+    from curate.models.llm.transformers_backend import _sampling_key
+
+    greedy = [ChatRequest(QUESTION, seed=1), ChatRequest(QUESTION, seed=None, top_p=0.5)]
+    sampled = [ChatRequest(QUESTION, temperature=1.0, seed=1), ChatRequest(QUESTION, temperature=1.0, seed=None)]
+    stopped = ChatRequest(QUESTION, stop=("=",))
+    assert len({_sampling_key(r) for r in greedy}) == 1                 # seed and top_p do not matter greedily
+    assert len({_sampling_key(r) for r in [*sampled, stopped, greedy[0]]}) == 4
+    assert sorted(map(_sampling_key, [*greedy, *sampled, stopped]))     # None seeds sort with numbers
+
+
 def test_transformers_greedy_is_deterministic_and_batched(smollm):
-    a, b, c = smollm.generate([ChatRequest(QUESTION, max_tokens=12)] * 2 +
-                              [ChatRequest(({"role": "user", "content": "Name a colour."},), max_tokens=12)])
+    a, b, c, stopped = smollm.generate([ChatRequest(QUESTION, max_tokens=12)] * 2 +
+                                       [ChatRequest(({"role": "user", "content": "Name a colour."},), max_tokens=12),
+                                        ChatRequest(QUESTION, max_tokens=12, stop=("=",))])
     assert a.ok and a.text == b.text and a.text != c.text
     assert "5" in a.text and a.choices[0].finish_reason == "stop" and a.prompt_tokens > 10
+    # another request's stop string does not cut this one (they are generated in separate batches)
+    assert "=" in a.text and stopped.text == a.text[:a.text.index("=")]
+
+
+def test_chat_template_is_the_models(smollm):
+    from curate.models.llm.transformers_backend import load
+
+    prompt = smollm.prompt_text(ChatRequest(QUESTION))
+    assert prompt == ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
+                      "<|im_end|>\n<|im_start|>user\n" + QUESTION[0]["content"] + "<|im_end|>\n<|im_start|>assistant\n")
+    partial = smollm.prompt_text(ChatRequest(QUESTION + ({"role": "assistant", "content": "The sum is"},),
+                                             continue_final_message=True))
+    assert partial.endswith("<|im_start|>assistant\nThe sum is")
+    tokenizer, _ = load("smollm2-135m", smollm.device)
+    assert tokenizer.eos_token == "<|im_end|>"          # a turn ends at <|im_end|>, so finish_reason is stop
 
 
 def test_transformers_sampling_n_stop_continue_and_logprobs(smollm):
@@ -147,3 +174,25 @@ def test_unknown_backend_and_model(store):
         get_backend("nope", "x")
     (response,) = get_backend("transformers", "/no/such/model.gguf").generate([ChatRequest(QUESTION)])
     assert not response.ok and "no such GGUF file" in response.error
+
+
+@pytest.mark.slow
+def test_gguf_export_is_the_gguf_model(tmp_path, monkeypatch):
+    """The folder a GGUF file is exported to (once, then reused) is the model loading the file gives."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from curate.models.llm.transformers_backend import exported_folder, resolve
+
+    monkeypatch.setenv("CURATE_CACHE_DIR", str(tmp_path))
+    folder, name = resolve("smollm2-135m")
+    exported = exported_folder(folder, name)
+    assert exported.parent == tmp_path / "gguf" and exported_folder(folder, name) == exported   # made once
+    assert not [p for p in exported.parent.iterdir() if ".partial-" in p.name]
+    text = "<|im_start|>user\nWhat is 2+3? ünïcødé 你好<|im_end|>\n<|im_start|>assistant\n"
+    ids = AutoTokenizer.from_pretrained(folder, gguf_file=name)(text, return_tensors="pt").input_ids
+    assert torch.equal(AutoTokenizer.from_pretrained(exported)(text, return_tensors="pt").input_ids, ids)
+    direct = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    reloaded = AutoModelForCausalLM.from_pretrained(exported, dtype=torch.float32)
+    with torch.inference_mode():
+        assert torch.equal(direct(ids).logits, reloaded(ids).logits)

@@ -9,6 +9,7 @@ from curate.cli import models  # noqa: F401
 from curate.cli import quality  # noqa: F401
 from curate.cli import score  # noqa: F401
 from curate.cli import select  # noqa: F401
+from curate.cli import serve  # noqa: F401
 from curate.cli import synth  # noqa: F401
 from curate.cli import trajectories  # noqa: F401
 from curate.cli.app import app, main

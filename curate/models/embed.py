@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,15 +100,6 @@ def encode_texts(texts: list[str], model: str | None = None, *, batch_size: int 
     return np.asarray(vectors, dtype=np.float32)
 
 
-def count_truncated(texts: list[str], model: str | None = None, device: str | None = None) -> np.ndarray:
-    """Which texts exceed the model's token limit (the encoder then truncates them)."""
-    encoder = load_model(model, device)
-    limit = encoder.max_seq_length
-    lengths = encoder.tokenizer(texts, add_special_tokens=True, truncation=False, return_length=True,
-                                return_attention_mask=False, return_token_type_ids=False, verbose=False)["length"]
-    return np.asarray(lengths) > limit
-
-
 @dataclass
 class EmbedReport:
     model: str
@@ -165,9 +156,34 @@ def write_embeddings(store: Store, ids: list[str], model: str | None, view: str,
         con.unregister("new_embeddings")
 
 
+def encode_chunk(encoder, texts: list[str], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(L2-normalised float32 vectors, which texts were truncated) of `texts` with a loaded encoder."""
+    limit = encoder.max_seq_length
+    lengths = encoder.tokenizer(texts, add_special_tokens=True, truncation=False, return_length=True,
+                                return_attention_mask=False, return_token_type_ids=False, verbose=False)["length"]
+    # encode() sorts the texts by length, so each batch holds texts of similar length
+    vectors = encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                             show_progress_bar=False)
+    return np.asarray(vectors, dtype=np.float32), np.asarray(lengths) > limit
+
+
+def _encode_here(store: Store, todo: np.ndarray, model: str | None, view: str, batch_size: int,
+                 device: str | None) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+    encoder = load_model(model, device)
+    for start in range(0, len(todo), CHUNK):
+        ids = todo[start:start + CHUNK].tolist()
+        yield ids, *encode_chunk(encoder, fetch_texts(store, ids, view), batch_size)
+
+
 def embed_samples(store: Store, model: str | None = None, view: str = "prompt", *, where: str | None = None,
-                  batch_size: int = 64, device: str | None = None, progress: bool = True) -> EmbedReport:
-    """Embed every sample (matching `where`) that has no (model, view) row yet; commit per chunk."""
+                  batch_size: int = 64, device: str | None = None, progress: bool = True, ray: bool = False,
+                  ray_address: str | None = None, replicas: int | None = None) -> EmbedReport:
+    """Embed every sample (matching `where`) that has no (model, view) row yet; commit per chunk.
+
+    `ray=True` spreads the encoding over a Ray cluster (`ray_address`, else the one this process is
+    connected to, else RAY_ADDRESS, else a new local one): see `curate.models.embed_ray`. The rows
+    written are the same.
+    """
     if view not in VIEWS:
         raise CurateError(f"unknown view {view!r}; choose from {', '.join(VIEWS)}")
     report = EmbedReport(model=model_key(model), view=view)
@@ -177,21 +193,20 @@ def embed_samples(store: Store, model: str | None = None, view: str = "prompt", 
         report.already = con.execute(f"SELECT count(*) FROM samples WHERE {predicate}").fetchone()[0] - len(todo)
     if not len(todo):
         return report
-    encoder = load_model(model, device)
+    if ray:
+        from curate.models.embed_ray import encode_on_ray
+
+        chunks = encode_on_ray(store, todo, model, view, batch_size=batch_size, address=ray_address,
+                               replicas=replicas)
+    else:
+        chunks = _encode_here(store, todo, model, view, batch_size, device)
     started = time.perf_counter()
-    bar = tqdm(total=len(todo), unit=" texts", desc=f"embed {view}", disable=not progress or None)
-    for start in range(0, len(todo), CHUNK):
-        ids = todo[start:start + CHUNK].tolist()
-        texts = fetch_texts(store, ids, view)
-        truncated = count_truncated(texts, model, device)
-        # encode() sorts by length internally, so batches hold texts of similar length
-        vectors = encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                                 show_progress_bar=False)
-        write_embeddings(store, ids, model, view, vectors, truncated)
-        report.computed += len(ids)
-        report.truncated += int(truncated.sum())
-        bar.update(len(ids))
-    bar.close()
+    with tqdm(total=len(todo), unit=" texts", desc=f"embed {view}", disable=not progress or None) as bar:
+        for ids, vectors, truncated in chunks:
+            write_embeddings(store, ids, model, view, vectors, truncated)
+            report.computed += len(ids)
+            report.truncated += int(truncated.sum())
+            bar.update(len(ids))
     report.seconds = time.perf_counter() - started
     return report
 

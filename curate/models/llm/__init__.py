@@ -26,12 +26,29 @@ def _transformers(model: str, **options: Any) -> LLMBackend:
     return TransformersBackend(model, **options)
 
 
-BACKENDS = {"transformers": _transformers}
+def _openai(model: str, **options: Any) -> LLMBackend:
+    from curate.models.llm.openai_backend import OpenAIBackend
+
+    return OpenAIBackend(model, **options)
+
+
+def _vllm(model: str, **options: Any) -> LLMBackend:
+    from curate.models.llm.vllm_backend import VLLMBackend
+
+    return VLLMBackend(model, **options)
+
+
+BACKENDS = {"transformers": _transformers, "openai": _openai, "vllm": _vllm}
 
 
 def get_backend(name: str, model: str, *, store: Store | None = None, **options: Any) -> LLMBackend:
     """The backend `name` serving `model`; wrapped in the store's response cache when a store is given."""
     if name not in BACKENDS:
         raise CurateError(f"unknown LLM backend {name!r}; choose from {', '.join(BACKENDS)}")
-    backend = BACKENDS[name](model, **options)
+    try:
+        backend = BACKENDS[name](model, **options)
+    except TypeError as error:       # an option this backend does not take
+        if "unexpected keyword argument" not in str(error):
+            raise
+        raise CurateError(f"{name} backend: {error}") from error
     return CachedBackend(backend, store) if store is not None else backend
