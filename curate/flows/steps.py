@@ -122,8 +122,9 @@ class EmbedParams(StepParams):
 def embed_step(ctx: StepContext, params: EmbedParams) -> StepResult:
     from curate.models.embed import embed_samples
 
+    # Under the Ray runner the encoding goes to the cluster's model replicas (the same rows either way).
     report = embed_samples(ctx.store, params.model, params.view, where=params.where, batch_size=params.batch_size,
-                           progress=False)
+                           progress=False, ray=ctx.runner == "ray", ray_address=ctx.ray_address)
     return StepResult(counts={"embedded": report.computed, "already": report.already, "truncated": report.truncated})
 
 
