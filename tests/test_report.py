@@ -27,7 +27,7 @@ def selected(store, tmp_path):
     rng = np.random.default_rng(0)
     write_scores(store, "quality", [ScoreRow(sid, float(v)) for sid, v in zip(pool.ids, rng.normal(size=len(pool)))])
     with store.transaction() as con:
-        con.executemany("INSERT INTO labels VALUES (?, ?, 'test')",
+        con.executemany("INSERT INTO labels (sample_id, label, origin) VALUES (?, ?, 'test')",
                         [(sid, f"label-{i % 7}") for i, sid in enumerate(pool.ids)])
     return run_selection(store, RandomSelector(seed=1), pool, 25), run_selection(store, RandomSelector(seed=2), pool, 25)
 

@@ -80,7 +80,7 @@ def test_failed_migration_rolls_back(store, monkeypatch):
 @pytest.mark.parametrize("query, message", [
     ("DROP TABLE samples_base", "read-only"),
     ("DELETE FROM runs", "read-only"),
-    ("INSERT INTO labels VALUES ('a', 'b', 'c')", "read-only"),
+    ("INSERT INTO labels (sample_id, label, origin) VALUES ('a', 'b', 'c')", "read-only"),
     ("CREATE TABLE x (a INT)", "read-only"),
     ("SELECT * FROM read_csv('/etc/passwd')", "cannot read or write files"),
     ("SELECT * FROM '/etc/passwd'", "does not exist"),   # no file lookup is even attempted

@@ -5,6 +5,8 @@ from curate.cli import audit  # noqa: F401
 from curate.cli import emit  # noqa: F401
 from curate.cli import flows  # noqa: F401
 from curate.cli import ingest  # noqa: F401
+from curate.cli import labels  # noqa: F401
+from curate.cli import mig  # noqa: F401
 from curate.cli import models  # noqa: F401
 from curate.cli import quality  # noqa: F401
 from curate.cli import score  # noqa: F401
