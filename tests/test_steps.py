@@ -77,3 +77,28 @@ def test_score_step_names_unknown_methods_and_options(store, tmp_path):
             steps:
               - score: {method: rubric, params: {colour: red}}
         """)
+
+
+def test_label_step_tags_by_embedding_and_by_source(store, tmp_path):
+    vocab = tmp_path / "tags.json"
+    vocab.write_text('["arithmetic", "money and prices", "geometry", "cooking recipes"]')
+    recipe = """\
+        name: s
+        steps:
+          - synth: {n: 6, no_llm: true, seed: 2, source: rvsyn-test}
+          - label: {method: embedding, label_vocab: tags.json, top_k: 2, floor: 0.0}
+          - label: {method: field, source: name}
+          - label: {method: magic}
+    """
+    run_step(store, tmp_path, recipe, 0)
+    by_embedding = run_step(store, tmp_path, recipe, 1)
+    assert by_embedding.counts["labelled"] == 6 and by_embedding.run_id
+    with store.connect() as con:
+        labels = {label for (label,) in con.execute(
+            "SELECT DISTINCT label FROM labels WHERE origin = 'embedding'").fetchall()}
+    assert labels and labels <= {"arithmetic", "money and prices", "geometry", "cooking recipes"}
+    assert count(store, "SELECT count(*) FROM labels WHERE origin = 'embedding'") == 12   # top 2 each
+    run_step(store, tmp_path, recipe, 2)
+    assert count(store, "SELECT count(*) FROM labels WHERE origin = 'source' AND label = 'rvsyn-test'") == 6
+    with pytest.raises(CurateError, match="unknown method 'magic'"):
+        run_step(store, tmp_path, recipe, 3)

@@ -63,6 +63,13 @@ def step(kind: str, params: type[StepParams], retries: int = 0):
     return register
 
 
+def _llm(ctx: StepContext, backend: str, model: str, base_url: str | None):
+    """The step's LLM, behind the store's response cache (so a retried step repeats no call)."""
+    from curate.models.llm import get_backend
+
+    return get_backend(backend, model, store=ctx.store, **({"base_url": base_url} if base_url else {}))
+
+
 # -- ingest ----------------------------------------------------------------------------------------
 
 
@@ -210,7 +217,6 @@ class SynthParams(StepParams):
 
 @step("synth", SynthParams, retries=1)
 def synth_step(ctx: StepContext, params: SynthParams) -> StepResult:
-    from curate.models.llm import get_backend
     from curate.synth.generate import Synthesiser
     from curate.synth.library import install_starter
     from curate.synth.merge import merge_identical
@@ -219,8 +225,7 @@ def synth_step(ctx: StepContext, params: SynthParams) -> StepResult:
     if params.starter:
         install_starter(ctx.store)
         merge_identical(ctx.store)
-    backend = None if params.no_llm else get_backend(
-        params.backend, params.model, store=ctx.store, **({"base_url": params.base_url} if params.base_url else {}))
+    backend = None if params.no_llm else _llm(ctx, params.backend, params.model, params.base_url)
     report = Synthesiser(params.n, k=parse_k(params.k), strategy=params.strategy, backend=backend, seed=params.seed,
                          verify_samples=params.verify_samples, origin=params.origin, max_attempts=params.max_attempts,
                          max_tokens=params.max_tokens, timeout=params.timeout, source=params.source,
@@ -260,13 +265,6 @@ def score_step(ctx: StepContext, params: ScoreParams) -> StepResult:
     return SCORERS[params.method](ctx, params)
 
 
-def _llm(ctx: StepContext, params: ScoreParams):
-    from curate.models.llm import get_backend
-
-    return get_backend(params.backend, params.model, store=ctx.store,
-                       **({"base_url": params.base_url} if params.base_url else {}))
-
-
 def _check_options(what: str, function, options: dict[str, Any]) -> None:
     """Refuse an unknown or misspelt option before any model loads."""
     import inspect
@@ -283,7 +281,8 @@ def quality_scorer(ctx: StepContext, params: ScoreParams) -> StepResult:
     from curate.scoring.quality.run import score_quality
 
     _check_options(f"score {params.method}", score_quality, params.params)
-    report = score_quality(ctx.store, _llm(ctx, params), params.method, where=params.where, limit=params.limit,
+    llm = _llm(ctx, params.backend, params.model, params.base_url)
+    report = score_quality(ctx.store, llm, params.method, where=params.where, limit=params.limit,
                            flow_run_id=ctx.flow_run_id, **params.params)
     return StepResult(counts={**report.counts, "already": report.already}, run_id=report.run_id,
                       reused=report.run_id is None)
@@ -305,3 +304,69 @@ def import_scorer(ctx: StepContext, params: ScoreParams) -> StepResult:
     if report.errors:
         raise CurateError(f"score import: {len(report.errors)} bad rows, first: {report.errors[0]}")
     return StepResult(counts=dict(run.counts), run_id=run.run_id)
+
+
+# -- label -----------------------------------------------------------------------------------------
+
+
+class LabelParams(StepParams):
+    method: str = Field(description="field, embedding or llm (as `curate label METHOD`)")
+    where: str | None = None
+    origin: str | None = Field(None, description="default: the method's name (source for field --source)")
+    label_vocab: str | None = Field(None, description="JSON list of labels (MIG's valid_tags.json)")
+    path: str | None = Field(None, description="field: JSON path in the record's meta")
+    source: str | None = Field(None, description="field: label by input: file or name")
+    top_k: int = Field(5, ge=1, description="embedding: labels per sample")
+    floor: float = Field(0.3, description="embedding: least cosine")
+    model: str | None = Field(None, description="embedding model (embedding) or LLM (llm)")
+    batch_size: int = Field(64, ge=1)
+    backend: str = "transformers"
+    base_url: str | None = None
+    map_to_vocab: bool = False
+    map_floor: float = 0.8
+    label_model: str | None = None
+    max_tokens: int = Field(256, ge=1)
+    max_chars: int = Field(2000, ge=1)
+
+
+@step("label", LabelParams, retries=1)
+def label_step(ctx: StepContext, params: LabelParams) -> StepResult:
+    from curate.labels import label_samples, load_vocab
+    from curate.selectors import Pool
+
+    vocab = load_vocab(ctx.recipe.resolve(params.label_vocab)) if params.label_vocab else None
+    pool = Pool.from_store(ctx.store, params.where)
+    options = params.model_dump(exclude={"method"})
+    if params.method == "field":
+        from curate.labels.field import from_meta, from_source, json_path
+
+        if (params.path is None) == (params.source is None):
+            raise CurateError("label step field: give one of path or source")
+        origin = params.origin or ("field" if params.path else "source")
+        chunks = (from_meta(pool, json_path(params.path), origin) if params.path
+                  else from_source(pool, params.source, origin))
+    elif params.method == "embedding":
+        from curate.labels.embedding import by_embedding
+
+        if vocab is None:
+            raise CurateError("label step embedding: needs label_vocab")
+        origin = params.origin or "embedding"
+        chunks = by_embedding(pool, vocab, top_k=params.top_k, floor=params.floor, model=params.model,
+                              origin=origin, batch_size=params.batch_size, progress=False)
+    elif params.method == "llm":
+        from curate.labels.llm import VocabularyMapper, by_llm
+        from curate.models.embed import DEFAULT_MODEL
+
+        if params.map_to_vocab and vocab is None:
+            raise CurateError("label step llm: map_to_vocab needs label_vocab")
+        origin = params.origin or "llm"
+        mapper = (VocabularyMapper(vocab, params.map_floor, params.label_model or DEFAULT_MODEL, ctx.store)
+                  if params.map_to_vocab else None)
+        llm = _llm(ctx, params.backend, params.model or "smollm2-135m", params.base_url)
+        chunks = by_llm(pool, llm, origin=origin, mapper=mapper, max_tokens=params.max_tokens,
+                        max_chars=params.max_chars)
+    else:
+        raise CurateError(f"label step: unknown method {params.method!r}; valid: embedding, field, llm")
+    report = label_samples(ctx.store, params.method, origin, chunks, vocab=vocab, params=options)
+    return StepResult(counts={"labelled": report.labelled, "covered": report.covered, "labels": report.labels,
+                              "distinct": report.distinct, "failed": report.failed}, run_id=report.run_id)
