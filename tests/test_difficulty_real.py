@@ -1,9 +1,11 @@
 """The real path: SmolLM2-135M through the transformers backend on GSM8K problems from ../shared/data.
 
-Chains are cut short (2 expansions, 2 steps of at most 8 tokens) so that a CPU runs the searches in
-about a minute: every request still carries the reference's ~600-token few-shot prompt, which is
-what a CPU spends its time on. The algorithm with the reference's defaults is pinned by
-test_mcts_search.py; the reference's step limits run in the slow test at the end.
+Chains are cut short (2 expansions, 2 steps of at most 8 tokens): every request still carries the
+reference's ~600-token few-shot prompt, which is what a CPU spends its time on. The default test is
+the smallest search that still expands, rolls out (continuing the assistant message) and judges:
+2 problems, 1 iteration, rule judge. The issue's run (3 problems, 2 iterations, the LLM judge), the
+killed-and-resumed run and the reference's step limits are slow (minutes on a busy CPU). The
+algorithm with the reference's defaults is pinned by test_mcts_search.py.
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ SUMMARY = re.compile(r"searched (\d+) problems \((\d+) already scored\) as (\S+)
                      r"(\d+) failed; (\d+) requests, (\d+) sent to a model, (\d+) from the cache")
 
 
-def three_gsm8k(store, shared_data, tmp_path) -> None:
-    lines = (shared_data / "math" / "gsm8k_test.jsonl").read_text().splitlines()[:3]
-    (tmp_path / "gsm8k_3.jsonl").write_text("\n".join(lines) + "\n")
-    ingest(store, [str(tmp_path / "gsm8k_3.jsonl")], dialect="gsm8k")
+def three_gsm8k(store, shared_data, tmp_path, n: int = 3) -> None:
+    lines = (shared_data / "math" / "gsm8k_test.jsonl").read_text().splitlines()[:n]
+    (tmp_path / "gsm8k.jsonl").write_text("\n".join(lines) + "\n")
+    ingest(store, [str(tmp_path / "gsm8k.jsonl")], dialect="gsm8k")
 
 
 def summary(stdout: str) -> dict[str, int]:
@@ -49,6 +51,39 @@ def rows(store) -> dict[str, tuple]:
     return {r[0]: (r[1], r[2], r[3], orjson.loads(r[4]), r[5]) for r in found}
 
 
+def test_smollm_searches_two_gsm8k_problems_with_the_rule_judge(cli, store, shared_data, tmp_path):
+    three_gsm8k(store, shared_data, tmp_path, n=2)
+    flags = ("--max-iterations", "1", "--expansions", "2", "--max-steps", "2", "--max-new-tokens", "8")
+    first = summary(cli("score", "difficulty", *flags, "--concurrency", "2").stdout)
+    assert (first["searched"], first["failed"], first["scorer"]) == (2, 0, SCORER)
+    assert first["requests"] == first["calls"] and first["cached"] == 0
+    stored = rows(store)
+    assert len(stored) == 2
+    for value, status, error, details, _ in stored.values():
+        assert status == "ok" and error is None
+        assert details["policy"] == {"backend": "transformers", "model": "smollm2-135m"}
+        assert details["judge"] == {"kind": "rule"} and details["judge_calls"] == 1   # a 2-step chain is finished
+        # one expansion (n = 2), then one rollout step unless the chosen child already says "Final Answer: "
+        assert (details["generation_calls"], details["sequences"]) in ((2, 3), (1, 2))
+        assert 0 < details["tokens"]["generated"] <= details["sequences"] * 8
+        assert details["tokens"]["prompt"] > 500 * details["generation_calls"]   # the few-shot step prompt
+        assert details["gold_answer"] in ("18", "3")                  # the first two GSM8K test answers
+        assert (value, details["iterations"]) in ((0.0, 0), (1.0, None))
+    assert count(store, "SELECT count(*) FROM llm_cache") == first["calls"] == \
+        sum(r[3]["generation_calls"] for r in stored.values())
+    rollout = orjson.loads(store.query("SELECT request FROM llm_cache WHERE request::VARCHAR LIKE "
+                                       "'%\"continue_final_message\":true%' LIMIT 1")["request"][0].as_py())
+    assert rollout["messages"][-1]["role"] == "assistant" and rollout["stop"] == ["<end>"]
+
+    again = summary(cli("score", "difficulty", *flags).stdout)
+    assert (again["searched"], again["already"], again["requests"]) == (0, 2, 0)
+    out = cli("select", "difficulty", "--min-iters", "0").stdout.strip().splitlines()
+    assert out[-2].endswith("of 2 samples")
+    kept = count(store, "SELECT count(*) FROM selections WHERE run_id = ? AND selected", [out[-1]])
+    assert kept == sum(r[3]["iterations"] is None for r in stored.values())   # only unsolved ones are > 0
+
+
+@pytest.mark.slow
 def test_smollm_scores_three_gsm8k_problems_with_an_llm_judge(cli, store, shared_data, tmp_path):
     three_gsm8k(store, shared_data, tmp_path)
     judge = ("--judge", "llm", "--judge-max-tokens", "12")            # the policy model judges too

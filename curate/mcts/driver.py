@@ -31,7 +31,12 @@ class Problem:
 
 @dataclass(frozen=True)
 class Sampling:
-    """How the policy samples a step (the reference's GenerationConfig and generate arguments)."""
+    """How the policy samples a step (the reference's GenerationConfig and generate arguments).
+
+    The reference's fresh `GenerationConfig(temperature=0.5, do_sample=True, top_p=0.9)` also meant
+    top_k = 50 (transformers' default); a request has no top_k: backends apply their own default
+    (transformers: the model's generation config, 50 unless it says otherwise).
+    """
 
     temperature: float = 0.5
     top_p: float = 0.9
