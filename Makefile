@@ -26,7 +26,10 @@ demo: setup
 test: setup
 	$(PYTEST) -q
 
+# The report's browser test needs Debian's chromium (root installs it; otherwise that test skips).
 test-slow: setup
+	command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || true
 	$(PYTEST) -q -m slow
 
 test-all: setup

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
+
+# Prefect keeps its local API database under PREFECT_HOME: tests get their own, never ~/.prefect.
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="curate-tests-prefect-"))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+# Prefect logs "stopping temporary server" at exit, after pytest has closed the streams: keep it quiet.
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 import pytest
 from typer.testing import CliRunner

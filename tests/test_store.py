@@ -41,6 +41,29 @@ def test_older_store_is_upgraded_in_place(store, monkeypatch):
     assert store.schema_version() == 9999
 
 
+def test_a_missing_lower_version_is_still_applied(store, monkeypatch):
+    core = migrations.available()
+    monkeypatch.setattr(migrations, "available", lambda: [core[0]] + [m for m in core[2:]])
+    store.schema_version()                       # a build without migration 2
+    monkeypatch.setattr(migrations, "available", lambda: core)
+    store._migrated = False
+    with store.connect() as con:
+        assert migrations.applied_versions(con) == {m.version for m in core}
+        assert con.execute("SELECT count(*) FROM embeddings").fetchall() == [(0,)]
+
+
+def test_connections_carry_no_half_read_result(store):
+    with store.transaction() as con:
+        con.execute("CREATE TABLE t AS SELECT range AS x FROM range(5)")
+        con.execute("SELECT x FROM t").fetchone()          # leaves a result half read
+    with store.session():
+        with store.transaction() as con:
+            con.execute("SELECT x FROM t").fetchone()
+        with store.connect() as con:
+            assert con.sql("SELECT count(*) FROM t").fetchall() == [(5,)]
+    assert store.query("SELECT count(*) AS n FROM t").to_pylist() == [{"n": 5}]
+
+
 def test_failed_migration_rolls_back(store, monkeypatch):
     core = migrations.available()
     store.schema_version()
@@ -114,3 +137,6 @@ def test_sql_formats(cli, store, tmp_path):
     assert "needs --out" in cli("sql", query, "--format", "parquet", expect=1).stderr
     assert "p" in cli("sql", query).stdout
     assert "read-only" in cli("sql", "DROP TABLE runs", expect=1).stderr
+    nested = "SELECT messages, sum(turns) AS total FROM samples GROUP BY messages"
+    assert cli("sql", nested, "--format", "csv").stdout.splitlines()[1].startswith('"[{""role"":""user""')
+    assert json.loads(cli("sql", nested, "--format", "json").stdout)["total"] == 1

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import sys
+from decimal import Decimal
 from enum import Enum
 from pathlib import Path
 
 import orjson
+import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import typer
@@ -22,6 +24,23 @@ class Format(str, Enum):
     csv = "csv"
     json = "json"
     parquet = "parquet"
+
+
+def _json_default(value):
+    if isinstance(value, Decimal):     # DuckDB's HUGEINT sums and DECIMALs
+        return int(value) if value == value.to_integral_value() else float(value)
+    return str(value)
+
+
+def _flat_for_csv(table: pa.Table) -> pa.Table:
+    """CSV has no nested values: lists, structs and maps become JSON text."""
+    columns = []
+    for column in table.columns:
+        if pa.types.is_nested(column.type):
+            column = pa.array([None if v is None else orjson.dumps(v, default=_json_default).decode()
+                               for v in column.to_pylist()], pa.string())
+        columns.append(column)
+    return pa.table(columns, names=table.column_names)
 
 
 @app.command("sql")
@@ -39,13 +58,13 @@ def sql_command(
         pq.write_table(table, out)
     elif fmt is Format.csv:
         buffer = io.BytesIO()
-        pcsv.write_csv(table, buffer)
+        pcsv.write_csv(_flat_for_csv(table), buffer)
         if out is None:
             sys.stdout.write(buffer.getvalue().decode())
         else:
             out.write_bytes(buffer.getvalue())
     elif fmt is Format.json:
-        text = b"\n".join(orjson.dumps(row, default=str) for row in table.to_pylist())
+        text = b"\n".join(orjson.dumps(row, default=_json_default) for row in table.to_pylist())
         if out is None:
             print(text.decode())
         else:

@@ -13,6 +13,7 @@ from typing import Any
 
 from curate.errors import CurateError
 from curate.formats import alpaca, gsm8k, lima, math_problems, messages, mig_pool, prompt_completion, sharegpt
+from curate.formats import r1_searcher, search_r1, simple_deep_searcher, zerosearch
 from curate.formats.base import Sample, sample_id
 
 __all__ = ["DIALECTS", "Dialect", "Sample", "detect", "get", "sample_id"]
@@ -34,6 +35,16 @@ def _conversations_of(kind: type) -> Callable[[Mapping], bool]:
 
 
 DIALECTS: dict[str, Dialect] = {d.name: d for d in [
+    # Search-agent trajectories first: each matches on keys and tags, and a Search-R1 row's
+    # prompt/response or an R1-Searcher row's question/answer must not pass for instruction data.
+    Dialect("simple-deep-searcher", simple_deep_searcher.adapt, simple_deep_searcher.matches,
+            "SimpleDeepSearcher SFT items: question, answer, output [{gen|search_query|doc|doc_gen}]"),
+    Dialect("r1-searcher", r1_searcher.adapt, r1_searcher.matches,
+            "R1-Searcher eval rollouts: question, answer, gen_text_store with <|begin_of_query|> tags"),
+    Dialect("zerosearch", zerosearch.adapt, zerosearch.matches,
+            "ZeroSearch rollouts: Search-R1 tags with `Doc i: text` (simulated) results"),
+    Dialect("search-r1", search_r1.adapt, search_r1.matches,
+            "Search-R1 rollouts: prompt/response, or decoded ChatML text, with <search>/<information> tags"),
     Dialect("mig-pool", mig_pool.adapt, lambda r: "dialogs" in r,
             "MIG annotated pool: dialogs + annotation (InsTag tags, DEITA scores)"),
     Dialect("messages", messages.adapt, lambda r: "messages" in r,

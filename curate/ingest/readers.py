@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import itertools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +21,11 @@ from curate.errors import CurateError
 
 BATCH_ROWS = 50_000          # rows per committed batch (bigger batches: fewer partial row groups rewritten)
 BATCH_BYTES = 16 << 20       # bytes of JSON Lines read at a time
-FILE_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+FILE_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv",
+                 ".txt": "text"}
+# A folder's .txt files are more often notes than data: plain text is read only when named (or globbed).
+FOLDER_SUFFIXES = {suffix for suffix in FILE_SUFFIXES if suffix != ".txt"}
+CHATML_ROLLOUT_START = "<|im_start|>system"   # a decoded ChatML rollout begins with its system turn
 HF_PREFIX = "hf://"
 
 
@@ -38,7 +41,7 @@ class Input:
     """One readable input: a file, a split of a saved dataset, or a hub dataset split."""
 
     uri: str                 # what the user sees and the sources table records
-    format: str              # jsonl | json | parquet | csv | hf-disk | hf-hub
+    format: str              # jsonl | json | parquet | csv | text | hf-disk | hf-hub
     path: str                # file or folder path; hub name for hf-hub
     split: str | None = None
     group: str = ""          # default source name: the stem of the argument it came from
@@ -100,9 +103,9 @@ def expand(argument: str) -> list[Input]:
                 continue
             subfolders.sort()
             inputs += [_file_input(folder / f, path.name) for f in sorted(files)
-                       if Path(f).suffix.lower() in FILE_SUFFIXES]
+                       if Path(f).suffix.lower() in FOLDER_SUFFIXES]
         if not inputs:
-            raise CurateError(f"{argument}: folder holds no {', '.join(sorted(FILE_SUFFIXES))} files "
+            raise CurateError(f"{argument}: folder holds no {', '.join(sorted(FOLDER_SUFFIXES))} files "
                               "and no saved dataset")
         return inputs
     if path.is_file():
@@ -190,6 +193,32 @@ def _read_parquet(path: str, skip_through: int, batch_rows: int) -> Iterator[lis
     import pyarrow.parquet as pq
 
     yield from _read_arrow_batches(pq.ParquetFile(path).iter_batches(batch_size=batch_rows), skip_through)
+
+
+def _read_text(path: str, skip_through: int, batch_rows: int) -> Iterator[list[Row]]:
+    """Decoded ChatML rollouts, one record `{"text": ...}` per block that starts at a line beginning
+    with `<|im_start|>system` (text before the first such line, if any, is a record too; a file
+    without one is one record). The row number is the line the block starts on."""
+    rows: list[Row] = []
+    start, block = 1, []
+
+    def flush() -> None:
+        text = "".join(block)
+        if start > skip_through and text.strip():
+            rows.append(Row(start, {"text": text}, None, None))
+
+    with open(path, encoding="utf-8", newline="") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if line.startswith(CHATML_ROLLOUT_START) and block:
+                flush()
+                start, block = line_number, []
+                if len(rows) >= batch_rows:
+                    yield rows
+                    rows = []
+            block.append(line)
+    flush()
+    if rows:
+        yield rows
 
 
 def _read_csv(path: str, skip_through: int, batch_rows: int) -> Iterator[list[Row]]:
@@ -280,6 +309,8 @@ def read(source: Input, skip_through: int = 0, batch_rows: int = BATCH_ROWS) -> 
             yield from _read_parquet(source.path, skip_through, batch_rows)
         elif source.format == "csv":
             yield from _read_csv(source.path, skip_through, batch_rows)
+        elif source.format == "text":
+            yield from _read_text(source.path, skip_through, batch_rows)
         elif source.format == "hf-disk":
             yield from _read_hf_disk(source, skip_through, batch_rows)
         elif source.format == "hf-hub":

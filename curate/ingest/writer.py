@@ -82,6 +82,8 @@ class Counts:
 RELATED_KEYS: dict[str, list[str]] = {
     "labels": ["sample_id", "label", "origin"],
     "scores": ["sample_id", "scorer"],
+    "trajectories": ["sample_id"],
+    "trajectory_steps": ["sample_id", "step"],
 }
 
 

@@ -155,11 +155,12 @@ def get_selector(name: str) -> type[Selector]:
 
 
 def run_selection(store: Store, selector: Selector, pool: Pool, budget: int | None, *,
-                  recipe: str | None = None, extra_params: dict[str, Any] | None = None) -> str:
+                  recipe: str | None = None, extra_params: dict[str, Any] | None = None,
+                  flow_run_id: str | None = None) -> str:
     """Select from `pool`, record the run and every decision, and return the run id."""
     params = {"selector": selector.name, **selector.get_params(), "budget": budget, "where": pool.where,
               **(extra_params or {})}
-    with start_run(store, f"select:{selector.name}", params, recipe=recipe) as run:
+    with start_run(store, f"select:{selector.name}", params, recipe=recipe, flow_run_id=flow_run_id) as run:
         selection = selector.select(pool, budget)
         run.counts.update({"pool": len(pool), "selected": len(selection.ids),
                            "dropped": len(selection.dropped_ids), **selection.counts})

@@ -36,25 +36,33 @@ def available() -> list[Migration]:
     return found
 
 
-def current_version(con: duckdb.DuckDBPyConnection) -> int:
+def applied_versions(con: duckdb.DuckDBPyConnection) -> set[int]:
     exists = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     if not exists:
-        return 0
-    return con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+        return set()
+    return {version for (version,) in con.execute("SELECT version FROM schema_version").fetchall()}
+
+
+def current_version(con: duckdb.DuckDBPyConnection) -> int:
+    return max(applied_versions(con), default=0)
 
 
 def upgrade(con: duckdb.DuckDBPyConnection) -> list[Migration]:
-    """Apply every migration newer than the store's version; return those applied."""
+    """Apply every migration the store has not had yet, in version order; return those applied.
+
+    Any missing version is applied, not only those above the highest: a store opened by a build
+    that had 0005 but not yet 0003 still gets 0003 later.
+    """
     con.execute(
         "CREATE TABLE IF NOT EXISTS schema_version ("
         " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
     )
-    have = current_version(con)
+    have = applied_versions(con)
     applied = []
     for migration in available():
-        if migration.version <= have:
+        if migration.version in have:
             continue
         con.execute("BEGIN TRANSACTION")
         try:

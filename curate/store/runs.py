@@ -57,10 +57,9 @@ def _prefect_flow_run_id() -> str | None:
     """The Prefect flow run this runs inside, if any (only looked up when Prefect is loaded)."""
     if "prefect" not in sys.modules:
         return None
-    from prefect.context import FlowRunContext
+    from prefect.runtime import flow_run
 
-    context = FlowRunContext.get()
-    return str(context.flow_run.id) if context and context.flow_run else None
+    return str(flow_run.id) if flow_run.id else None
 
 
 @dataclass

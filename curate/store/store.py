@@ -5,12 +5,14 @@ process cannot open it while a writer holds it. So nothing keeps the file open f
 
 - `store.transaction()` opens, BEGINs, COMMITs and closes: one atomic unit of work.
 - Hot loops (an ingest's batches) wrap themselves in `store.session()`, which keeps one connection
-  across transactions but hands the file back every `hold_seconds`, between two transactions.
-- Every open retries with backoff while another process holds the file.
+  across transactions but hands the file back between two transactions: every `hold_seconds`, and
+  at once when another process is waiting for it.
+- A process that finds the file held leaves a marker in `<store>.waiting/` while it retries; a
+  session that sees a fresh marker closes the file and pauses until the waiting process has had its
+  turn. Without that handoff a writer that reopens at once would starve a reader that polls.
 
-So `curate sql` and `curate stats` work while a flow writes (they wait at most a fraction of a
-second for the writer to let go), and each batch is atomic: a crash loses at most the batch in
-flight, never half of one.
+So `curate sql` and `curate stats` work while a flow writes (they wait for the writer's current
+transaction), and each batch is atomic: a crash loses at most the batch in flight, never half of one.
 """
 
 from __future__ import annotations
@@ -40,32 +42,66 @@ def _is_lock_conflict(error: Exception) -> bool:
     return isinstance(error, duckdb.IOException) and "lock" in str(error).lower()
 
 
+MARKER_FRESH_SECONDS = 30.0   # a marker older than this belongs to a process that died waiting
+HANDOFF_WAIT_SECONDS = 5.0    # longest a session pauses for waiting processes
+
+
+def _waiting_dir(path: str) -> Path:
+    return Path(f"{path}.waiting")
+
+
+def _others_waiting(path: str) -> bool:
+    folder = _waiting_dir(path)
+    if not folder.is_dir():
+        return False
+    now = time.time()
+    for marker in folder.iterdir():
+        try:
+            if now - marker.stat().st_mtime < MARKER_FRESH_SECONDS and marker.name != f"{os.getpid()}":
+                return True
+        except FileNotFoundError:
+            continue
+    return False
+
+
 def _connect_with_retry(path: str, wait: float, **kwargs) -> duckdb.DuckDBPyConnection:
     deadline = time.monotonic() + wait
-    delay = 0.01
-    while True:
-        try:
-            return duckdb.connect(path, **kwargs)
-        except duckdb.IOException as error:
-            if not _is_lock_conflict(error) or time.monotonic() >= deadline:
-                if _is_lock_conflict(error):
+    marker: Path | None = None
+    try:
+        while True:
+            try:
+                return duckdb.connect(path, **kwargs)
+            except duckdb.IOException as error:
+                if not _is_lock_conflict(error):
+                    raise
+                if time.monotonic() >= deadline:
                     raise CurateError(
-                        f"{path}: the store is held by another process for longer than {wait:.0f}s "
-                        f"({error})"
+                        f"{path}: the store is held by another process for longer than {wait:.0f}s ({error})"
                     ) from error
-                raise
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 0.5)
+                if marker is None:   # tell the holder someone is waiting (see module docstring)
+                    _waiting_dir(path).mkdir(exist_ok=True)
+                    marker = _waiting_dir(path) / f"{os.getpid()}"
+                marker.touch()
+                time.sleep(0.01 + 0.02 * random.random())
+    finally:
+        if marker is not None:
+            marker.unlink(missing_ok=True)
+
+
+def _settled(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """The connection with no half-read result left by earlier work (DuckDB 2 refuses `con.sql()` then)."""
+    con.execute("SELECT NULL").fetchall()
+    return con
 
 
 class Store:
     """A curate store at `path`. Cheap to construct; opens nothing until used."""
 
-    def __init__(self, path: str | os.PathLike | None = None, *, lock_wait: float = LOCK_WAIT_SECONDS,
-                 hold_seconds: float = HOLD_SECONDS):
+    def __init__(self, path: str | os.PathLike | None = None, *, lock_wait: float | None = None,
+                 hold_seconds: float | None = None):
         self.path = str(path if path is not None else default_path())
-        self.lock_wait = lock_wait
-        self.hold_seconds = hold_seconds
+        self.lock_wait = LOCK_WAIT_SECONDS if lock_wait is None else lock_wait
+        self.hold_seconds = HOLD_SECONDS if hold_seconds is None else hold_seconds
         self._migrated = False
         self._session: duckdb.DuckDBPyConnection | None = None   # held by session(), else None
         self._session_depth = 0
@@ -84,7 +120,7 @@ class Store:
         if not self._migrated:
             migrations.upgrade(con)
             self._migrated = True
-        return con
+        return _settled(con)
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -92,7 +128,7 @@ class Store:
         if self._session_depth:
             if self._session is None:
                 self._session, self._session_opened = self._open(), time.monotonic()
-            yield self._session
+            yield _settled(self._session)
             return
         con = self._open()
         try:
@@ -126,9 +162,16 @@ class Store:
                 self._session = None
 
     def _maybe_hand_back(self) -> None:
-        if self._session is not None and time.monotonic() - self._session_opened > self.hold_seconds:
+        if self._session is None:
+            return
+        waiting = _others_waiting(self.path)
+        if waiting or time.monotonic() - self._session_opened > self.hold_seconds:
             self._session.close()
-            self._session = None   # reopened lazily; a waiting reader in another process gets in
+            self._session = None   # reopened lazily
+        if waiting:
+            deadline = time.monotonic() + HANDOFF_WAIT_SECONDS
+            while _others_waiting(self.path) and time.monotonic() < deadline:
+                time.sleep(0.01)
 
     @contextmanager
     def audit(self) -> Iterator[duckdb.DuckDBPyConnection]:
