@@ -30,6 +30,11 @@ def last_boxed(text: str) -> str | None:
         # `\boxed 5` form: the token after the space
         rest = text[start:].split(None, 1)
         return rest[1].split("$")[0].strip() if len(rest) == 2 else None
+    return _braced(text, brace)
+
+
+def _braced(text: str, brace: int) -> str | None:
+    """The content of the `{...}` opening at `text[brace]`, braces balanced; None if unclosed."""
     depth = 0
     for index in range(brace, len(text)):
         if text[index] == "{":
@@ -41,12 +46,40 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
+_ANSWER_IS = re.compile(r"(?:the (?:final )?answer is|final answer)\s*:?", re.IGNORECASE)
+
+
+def final_answer(text: str) -> str | None:
+    r"""The final answer a worked solution states, or None.
+
+    In order: the last `\boxed{}`; the last bare `boxed{}` (ThinkLite-VL's few-shot examples write
+    `$boxed{217}$`, so a policy imitating them drops the backslash); GSM8K's `#### X`; the rest of the
+    line after the last "The answer is" / "Final Answer:" (a trailing `<end>` or full stop removed).
+    """
+    boxed = last_boxed(text)
+    if boxed is not None:
+        return boxed
+    bare = text.rfind("boxed{")
+    if bare >= 0 and (found := _braced(text, bare + len("boxed"))) is not None:
+        return found
+    if GSM8K_MARKER in text:
+        return gsm8k_gold(text)
+    said = None
+    for said in _ANSWER_IS.finditer(text):
+        pass
+    if said is None:
+        return None
+    line = text[said.end():].strip().split("\n", 1)[0].replace("<end>", "").strip()
+    return line.rstrip(".").strip() or None
+
+
 # -- equivalence ----------------------------------------------------------------------------------
 #
 # Two final answers are equivalent when their MATH-style normal forms are equal (the normalisation of
 # Hendrycks et al.'s MATH grader: spacing, \left/\right, \dfrac, degrees, units in \text{}, "x = 2"),
 # or when both read as the same number (integers, decimals, fractions a/b or \frac{a}{b},
-# thousands separators, a trailing percent sign or dollar sign).
+# thousands separators, a trailing percent sign or dollar sign): integers exactly, others within a
+# relative tolerance (0.333333 for 1/3).
 
 _UNIT_TEXT = re.compile(r"\\(?:text|mbox|mathrm)\{\s*[a-zA-Z ]*\}")
 _FRAC = re.compile(r"^(-?)\\frac\{(-?[\d.]+)\}\{(-?[\d.]+)\}$")
@@ -123,4 +156,8 @@ def answers_match(predicted: str | None, gold: str | None, *, rel_tol: float = 1
     a, b = as_number(predicted), as_number(gold)
     if a is None or b is None:
         return False
-    return a == b or abs(float(a) - float(b)) <= rel_tol * max(1.0, abs(float(b)))
+    if a == b:
+        return True
+    if a.denominator == 1 and b.denominator == 1:
+        return False     # two integers: exact (a relative tolerance would take 1450001 for 1450000)
+    return abs(float(a) - float(b)) <= rel_tol * max(1.0, abs(float(b)))

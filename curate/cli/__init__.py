@@ -2,6 +2,7 @@
 
 # Each module registers its commands on import.
 from curate.cli import audit  # noqa: F401
+from curate.cli import difficulty  # noqa: F401
 from curate.cli import emit  # noqa: F401
 from curate.cli import flows  # noqa: F401
 from curate.cli import ingest  # noqa: F401
