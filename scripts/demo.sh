@@ -1,37 +1,27 @@
 #!/usr/bin/env bash
-# The demo: ingest the real data that is reachable, audit it, select, emit a training set.
+# The demo: `curate run catalogs/demo.yaml` (one Prefect flow run), then where things are and what to ask.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=demo-out
-DB=$OUT/curate.duckdb
-DATA=../shared/data
-rm -rf "$OUT" && mkdir -p "$OUT"
+OUT=demo-out/demo
+DB=demo-out/curate.duckdb
+rm -rf "$OUT" "$DB" "$DB.wal"
+mkdir -p demo-out
 export CURATE_DB=$DB
 
-inputs=()
-for path in "$DATA/instruct/lima_train.jsonl" "$DATA/instruct/sharegpt_dummy.json" \
-            "$DATA/instruct/alpaca_zh_10000.json" "$DATA/instruct/t0_train_50k" \
-            "$DATA/mig/example.jsonl" "$DATA/math/gsm8k_train.jsonl" "$DATA/math/math500_test.jsonl"; do
-  if [ -e "$path" ]; then inputs+=("$path"); else echo "skipped (not reachable): $path"; fi
-done
-if [ ${#inputs[@]} -eq 0 ]; then
-  echo "no input data reachable at $DATA; nothing to ingest" >&2
-  exit 1
-fi
+started=$(date +%s)
+.venv/bin/curate run catalogs/demo.yaml
+seconds=$(( $(date +%s) - started ))
 
-curate ingest "${inputs[@]}"
-curate stats
-run=$(curate select random --budget 1000 --seed 0 --where "kind = 'instruction' AND chars < 8000" | tail -n 1)
-curate emit "$run" --out "$OUT/random-1000"
-
+MIG="(SELECT run_id FROM runs WHERE kind = 'select:mig' ORDER BY started_at DESC LIMIT 1)"
 cat <<MSG
 
-Done. Outputs:
-  store:        $DB
-  training set: $OUT/random-1000/train.jsonl (+ manifest.json)
+Done in ${seconds}s. Outputs:
+  store:          $DB   (DuckDB: every sample, label, score, run and decision)
+  training sets:  $OUT/mig-500/train.jsonl, $OUT/kmq-16/train.jsonl   (+ manifest.json each)
+  report:         $OUT/report.html   (open it in a browser)
 
 Audit queries to try:
-  curate --db $DB sql "SELECT name, dialect, rows_read, rows_new, rows_quarantined FROM sources ORDER BY rows_read DESC LIMIT 10"
-  curate --db $DB sql "SELECT reason, count(*) AS n FROM quarantine GROUP BY reason ORDER BY n DESC"
-  curate --db $DB sql "SELECT s.sample_id, s.turns, s.chars, left(s.prompt, 60) AS prompt FROM selections sel JOIN samples s USING (sample_id) WHERE sel.run_id = '$run' ORDER BY sel.rank LIMIT 5"
+  .venv/bin/curate --db $DB sql "SELECT name, dialect, rows_read, rows_new, rows_quarantined FROM sources ORDER BY rows_read DESC"
+  .venv/bin/curate --db $DB sql "SELECT r.kind, r.run_id, sel.selected, sel.reason, count(*) AS n FROM selections sel JOIN runs r USING (run_id) GROUP BY ALL ORDER BY r.kind, n DESC"
+  .venv/bin/curate --db $DB sql "SELECT sel.rank, round(sel.score, 3) AS gain, left(s.prompt, 50) AS prompt, (SELECT list(label) FROM labels l WHERE l.sample_id = sel.sample_id AND l.origin = 'embedding') AS tags FROM selections sel JOIN samples s USING (sample_id) WHERE sel.run_id = $MIG AND sel.selected ORDER BY sel.rank LIMIT 10"
 MSG

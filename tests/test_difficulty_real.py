@@ -172,3 +172,20 @@ def test_smollm_with_the_reference_step_limits(cli, store, shared_data, tmp_path
     assert result["searched"] == 3 and result["failed"] == 0
     for *_, details, _ in rows(store).values():
         assert details["generation_calls"] >= 2
+
+
+@pytest.mark.slow     # the same smallest search, through `curate serve` and the openai backend
+def test_smollm_behind_an_openai_compatible_server_searches_with_the_rule_judge(cli, store, shared_data, tmp_path):
+    from tests.servers import local_openai_server
+
+    three_gsm8k(store, shared_data, tmp_path, n=1)
+    flags = ("--max-iterations", "1", "--expansions", "2", "--max-steps", "2", "--max-new-tokens", "8")
+    with local_openai_server() as base_url:
+        first = summary(cli("score", "difficulty", *flags, "--backend", "openai", "--base-url", base_url,
+                            "--model", "smollm2-135m").stdout)
+    assert (first["searched"], first["failed"], first["scorer"]) == (1, 0, SCORER)
+    (value, status, error, details, _), = rows(store).values()
+    assert status == "ok" and error is None
+    assert details["policy"] == {"backend": "openai", "model": "smollm2-135m"}
+    assert details["generation_calls"] >= 1 and details["tokens"]["generated"] > 0
+    assert (value, details["iterations"]) in ((0.0, 0), (1.0, None))

@@ -102,3 +102,14 @@ def test_label_step_tags_by_embedding_and_by_source(store, tmp_path):
     assert count(store, "SELECT count(*) FROM labels WHERE origin = 'source' AND label = 'rvsyn-test'") == 6
     with pytest.raises(CurateError, match="unknown method 'magic'"):
         run_step(store, tmp_path, recipe, 3)
+
+
+def test_difficulty_step_validates_its_options_before_loading_a_model(store, tmp_path):
+    store.schema_version()
+    for params, message in (("{judge: oracle}", "judge 'oracle'"), ("{colour: red}", "score difficulty.*colour")):
+        with pytest.raises(CurateError, match=message):
+            run_step(store, tmp_path, f"""\
+                name: s
+                steps:
+                  - score: {{method: difficulty, params: {params}}}
+            """)

@@ -63,11 +63,11 @@ def step(kind: str, params: type[StepParams], retries: int = 0):
     return register
 
 
-def _llm(ctx: StepContext, backend: str, model: str, base_url: str | None):
+def _llm(ctx: StepContext, backend: str, model: str, base_url: str | None, **options):
     """The step's LLM, behind the store's response cache (so a retried step repeats no call)."""
     from curate.models.llm import get_backend
 
-    return get_backend(backend, model, store=ctx.store, **({"base_url": base_url} if base_url else {}))
+    return get_backend(backend, model, store=ctx.store, **({"base_url": base_url} if base_url else {}), **options)
 
 
 # -- ingest ----------------------------------------------------------------------------------------
@@ -213,6 +213,9 @@ class SynthParams(StepParams):
     timeout: float = 5.0
     source: str = "rvsyn"
     starter: bool = Field(True, description="install the built-in starter library first (idempotent)")
+    seeds_from: str | None = Field(None, description="first grow the library from this source's seed problems "
+                                                     "(gsm8k or math dialect) with the LLM")
+    seed_limit: int | None = Field(None, ge=1, description="use the first N seeds")
 
 
 @step("synth", SynthParams, retries=1)
@@ -226,12 +229,21 @@ def synth_step(ctx: StepContext, params: SynthParams) -> StepResult:
         install_starter(ctx.store)
         merge_identical(ctx.store)
     backend = None if params.no_llm else _llm(ctx, params.backend, params.model, params.base_url)
+    counts = {}
+    if params.seeds_from:
+        from curate.synth.extract import LibraryBuilder
+
+        if backend is None:
+            raise CurateError("synth step: seeds_from needs the LLM (no_llm: false)")
+        built = LibraryBuilder(backend, limit=params.seed_limit, max_tokens=max(params.max_tokens, 768),
+                               timeout=params.timeout, seed=params.seed).run(ctx.store, params.seeds_from)
+        counts = {"seeds": built.seeds, "seeds_kept": built.kept, "functions_added": built.functions_added}
     report = Synthesiser(params.n, k=parse_k(params.k), strategy=params.strategy, backend=backend, seed=params.seed,
                          verify_samples=params.verify_samples, origin=params.origin, max_attempts=params.max_attempts,
                          max_tokens=params.max_tokens, timeout=params.timeout, source=params.source,
                          compose=params.compose).run(ctx.store, log=ctx.log)
-    return StepResult(counts={"attempts": report.attempts, "kept": report.kept}, reasons=dict(report.rejected),
-                      run_id=report.run_id)
+    return StepResult(counts={**counts, "attempts": report.attempts, "kept": report.kept},
+                      reasons=dict(report.rejected), run_id=report.run_id)
 
 
 # -- score -----------------------------------------------------------------------------------------
@@ -286,6 +298,36 @@ def quality_scorer(ctx: StepContext, params: ScoreParams) -> StepResult:
                            flow_run_id=ctx.flow_run_id, **params.params)
     return StepResult(counts={**report.counts, "already": report.already}, run_id=report.run_id,
                       reused=report.run_id is None)
+
+
+@scorer("difficulty")
+def difficulty_scorer(ctx: StepContext, params: ScoreParams) -> StepResult:
+    """MCTS difficulty; params as `curate score difficulty`'s options (judge, max_iterations, ...)."""
+    from dataclasses import fields
+
+    from curate.mcts import LLMJudge, RuleJudge, Sampling, SearchConfig
+    from curate.scoring.difficulty import score_difficulty
+
+    options = dict(params.params)
+    judge_kind = options.pop("judge", "rule")
+    if judge_kind not in ("rule", "llm"):
+        raise CurateError(f"score difficulty: judge {judge_kind!r}; valid: rule, llm")
+    judge_options = {key[len("judge_"):]: options.pop(key) for key in list(options) if key.startswith("judge_")}
+    search = {f.name: options.pop(f.name) for f in fields(SearchConfig) if f.name in options}
+    sampling = {f.name: options.pop(f.name) for f in fields(Sampling) if f.name in options}
+    _check_options("score difficulty", score_difficulty, options)
+    concurrency = options.get("concurrency", 32)
+    extra = {"batch_size": concurrency} if params.backend == "transformers" else {}
+    policy = _llm(ctx, params.backend, params.model, params.base_url, **extra)
+    judge = RuleJudge() if judge_kind == "rule" else LLMJudge(policy, **judge_options)
+    try:
+        report = score_difficulty(ctx.store, policy, judge, SearchConfig(**search), Sampling(**sampling),
+                                  where=params.where, limit=params.limit, progress=False, **options)
+    finally:
+        policy.close()
+    return StepResult(counts={"searched": report.searched, "already": report.already, "solved": report.solved,
+                              "unsolved": report.unsolved, "failed": report.failed, "requests": report.requests,
+                              "calls": report.calls}, run_id=report.run_id, reused=not report.searched)
 
 
 @scorer("import")
