@@ -214,7 +214,7 @@ class SynthParams(StepParams):
     source: str = "rvsyn"
     starter: bool = Field(True, description="install the built-in starter library first (idempotent)")
     seeds_from: str | None = Field(None, description="first grow the library from this source's seed problems "
-                                                     "(gsm8k or math dialect) with the LLM")
+                                                     "(gsm8k or math dialect) with the LLM, even with no_llm")
     seed_limit: int | None = Field(None, ge=1, description="use the first N seeds")
 
 
@@ -228,14 +228,14 @@ def synth_step(ctx: StepContext, params: SynthParams) -> StepResult:
     if params.starter:
         install_starter(ctx.store)
         merge_identical(ctx.store)
-    backend = None if params.no_llm else _llm(ctx, params.backend, params.model, params.base_url)
+    # no_llm is about generation; growing the library from seeds always takes the LLM.
+    llm = _llm(ctx, params.backend, params.model, params.base_url) if params.seeds_from or not params.no_llm else None
+    backend = None if params.no_llm else llm
     counts = {}
     if params.seeds_from:
         from curate.synth.extract import LibraryBuilder
 
-        if backend is None:
-            raise CurateError("synth step: seeds_from needs the LLM (no_llm: false)")
-        built = LibraryBuilder(backend, limit=params.seed_limit, max_tokens=max(params.max_tokens, 768),
+        built = LibraryBuilder(llm, limit=params.seed_limit, max_tokens=max(params.max_tokens, 768),
                                timeout=params.timeout, seed=params.seed).run(ctx.store, params.seeds_from)
         counts = {"seeds": built.seeds, "seeds_kept": built.kept, "functions_added": built.functions_added}
     report = Synthesiser(params.n, k=parse_k(params.k), strategy=params.strategy, backend=backend, seed=params.seed,
