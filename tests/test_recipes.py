@@ -36,7 +36,7 @@ def test_valid_recipe_resolves_paths_against_its_folder(tmp_path):
 
 
 @pytest.mark.parametrize("text, expected", [
-    (GOOD.replace("- ingest: {}", "- ingestt: {}"), ["r.yaml:5", "unknown step kind 'ingestt'", "valid kinds: ingest"]),
+    (GOOD.replace("- ingest: {}", "- ingestt: {}"), ["r.yaml:5", "unknown step kind 'ingestt'", "valid kinds: embed, ingest, label, score, select, synth"]),
     (GOOD.replace("budget: 5", "budget: five"), ["r.yaml:6", "steps[1].select.budget", "integer"]),
     (GOOD.replace("params: {seed: 1}", "params: {seed: 1}, colour: red"),
      ["r.yaml:6", "steps[1].select.colour", "valid keys: name, selector, budget"]),
