@@ -77,6 +77,12 @@ def test_score_step_names_unknown_methods_and_options(store, tmp_path):
             steps:
               - score: {method: rubric, params: {colour: red}}
         """)
+    with pytest.raises(CurateError, match="score deita: unknown option where .where and limit go beside params"):
+        run_step(store, tmp_path, """\
+            name: s
+            steps:
+              - score: {method: deita, params: {where: "chars < 10"}}
+        """)
 
 
 def test_label_step_tags_by_embedding_and_by_source(store, tmp_path):

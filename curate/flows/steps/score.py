@@ -39,15 +39,17 @@ def score_step(ctx: StepContext, params: ScoreParams) -> StepResult:
     return SCORERS[params.method](ctx, params)
 
 
-def _check_options(what: str, function, options: dict[str, Any]) -> None:
-    """Refuse an unknown or misspelt option before any model loads."""
+def _check_options(what: str, function, options: dict[str, Any], *, also: tuple[str, ...] = ()) -> None:
+    """Refuse an unknown or misspelt option, or one the step sets itself, before any model loads."""
     import inspect
 
-    accepted = inspect.signature(function).parameters
-    unknown = sorted(set(options) - set(accepted))
+    set_by_step = {"where", "limit", "progress", "flow_run_id", "run_id"}
+    valid = [name for name, p in inspect.signature(function).parameters.items()
+             if p.kind is p.KEYWORD_ONLY and name not in set_by_step] + list(also)
+    unknown = sorted(set(options) - set(valid))
     if unknown:
-        keyword = [name for name, p in accepted.items() if p.kind is p.KEYWORD_ONLY]
-        raise CurateError(f"{what}: unknown option {', '.join(unknown)}; valid: {', '.join(keyword)}")
+        hint = " (where and limit go beside params:, not in it)" if set(unknown) & {"where", "limit"} else ""
+        raise CurateError(f"{what}: unknown option {', '.join(unknown)}{hint}; valid: {', '.join(valid)}")
 
 
 @scorer("deita", "rubric", "pairwise")
@@ -100,7 +102,7 @@ def import_scorer(ctx: StepContext, params: ScoreParams) -> StepResult:
     options = dict(params.params)
     if "path" not in options or "scorer" not in options:
         raise CurateError("score import: params needs path and scorer")
-    _check_options("score import", import_scores, options)
+    _check_options("score import", import_scores, options, also=("path", "scorer"))
     options["path"] = str(ctx.recipe.resolve(options["path"]))
     with start_run(ctx.store, "score:import", options, flow_run_id=ctx.flow_run_id) as run:
         report = import_scores(ctx.store, options.pop("path"), options.pop("scorer"), run_id=run.run_id, **options)
