@@ -177,12 +177,20 @@ def test_schedule_serves_a_deployment_on_a_real_prefect_server(tmp_path):
                     process.wait()
 
 
+def with_llm_scoring(path: Path) -> Path:
+    """The tiny recipe plus a DEITA score step with the small real LLM on 3 samples."""
+    text = path.read_text().replace("  - select:", "  - score: {method: deita, limit: 3}\n  - select:")
+    path.write_text(text)
+    return path
+
+
 @pytest.mark.slow
 def test_ray_runner_gives_the_same_results_as_local(tmp_path):
     local_dir, ray_dir = tmp_path / "local", tmp_path / "ray"
     local_dir.mkdir()
     ray_dir.mkdir()
-    local = run_recipe(make_recipe(local_dir), str(local_dir / "s.duckdb"))
-    on_ray = run_recipe(make_recipe(ray_dir), str(ray_dir / "s.duckdb"), runner="ray")
+    local = run_recipe(with_llm_scoring(make_recipe(local_dir)), str(local_dir / "s.duckdb"))
+    on_ray = run_recipe(with_llm_scoring(make_recipe(ray_dir)), str(ray_dir / "s.duckdb"), runner="ray")
+    assert local["steps"][1]["result"]["counts"]["ok"] == 3      # the score step ran (on Ray's replicas)
     assert [s["result"]["counts"] for s in on_ray["steps"]] == [s["result"]["counts"] for s in local["steps"]]
     assert (ray_dir / "out" / "pick" / "train.jsonl").read_text() == (local_dir / "out" / "pick" / "train.jsonl").read_text()

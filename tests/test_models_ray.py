@@ -41,3 +41,22 @@ def test_ray_embeddings_equal_the_local_ones(ray_cluster, store, tmp_path, cli):
     # a second run computes nothing
     assert embed_samples(store, view="conversation", ray=True, progress=False).computed == 0
     assert ray.is_initialized()          # a cluster it joined is left running for its owner
+
+
+def test_llm_replicas_on_ray_answer_as_the_local_backend(ray_cluster):
+    from curate.models.llm import ChatRequest, get_backend
+    from curate.models.llm.ray_backend import RayBackend
+
+    requests = [ChatRequest(({"role": "user", "content": f"What is {i} + {i}? Answer with a number."},),
+                            temperature=0.0, max_tokens=8) for i in range(5)]
+    local = get_backend("transformers", "smollm2-135m")
+    on_ray = RayBackend("transformers", "smollm2-135m", replicas=2)
+    try:
+        assert on_ray.replicas == 2 and on_ray.name == "transformers"
+        expected = [[c.text for c in r.choices] for r in local.generate(requests)]
+        got = [[c.text for c in r.choices] for r in on_ray.generate(requests)]   # 3 requests + 2, in order
+        assert got == expected and all(texts and texts[0] for texts in got)
+        assert on_ray.generate([]) == []
+    finally:
+        on_ray.close()
+    assert ray.is_initialized()          # the module's cluster is not this backend's to stop

@@ -63,7 +63,15 @@ def step(kind: str, params: type[StepParams], retries: int = 0):
 
 
 def llm_for(ctx: StepContext, backend: str, model: str, base_url: str | None, **options):
-    """The step's LLM, behind the store's response cache (so a retried step repeats no call)."""
-    from curate.models.llm import get_backend
+    """The step's LLM, behind the store's response cache (so a retried step repeats no call).
 
+    Under the Ray runner a local backend (transformers, vllm) runs as replicas on the cluster; an
+    openai backend already scales out behind its server.
+    """
+    from curate.models.llm import CachedBackend, get_backend
+
+    if ctx.runner == "ray" and backend in ("transformers", "vllm"):
+        from curate.models.llm.ray_backend import RayBackend
+
+        return CachedBackend(RayBackend(backend, model, address=ctx.ray_address, **options), ctx.store)
     return get_backend(backend, model, store=ctx.store, **({"base_url": base_url} if base_url else {}), **options)

@@ -36,6 +36,7 @@ def label_step(ctx: StepContext, params: LabelParams) -> StepResult:
     vocab = load_vocab(ctx.recipe.resolve(params.label_vocab)) if params.label_vocab else None
     pool = Pool.from_store(ctx.store, params.where)
     options = params.model_dump(exclude={"method"})
+    llm = None
     if params.method == "field":
         from curate.labels.field import from_meta, from_source, json_path
 
@@ -66,6 +67,10 @@ def label_step(ctx: StepContext, params: LabelParams) -> StepResult:
                         max_chars=params.max_chars)
     else:
         raise CurateError(f"label step: unknown method {params.method!r}; valid: embedding, field, llm")
-    report = label_samples(ctx.store, params.method, origin, chunks, vocab=vocab, params=options)
+    try:
+        report = label_samples(ctx.store, params.method, origin, chunks, vocab=vocab, params=options)
+    finally:
+        if llm is not None:
+            llm.close()
     return StepResult(counts={"labelled": report.labelled, "covered": report.covered, "labels": report.labels,
                               "distinct": report.distinct, "failed": report.failed}, run_id=report.run_id)

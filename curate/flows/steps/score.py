@@ -58,8 +58,11 @@ def quality_scorer(ctx: StepContext, params: ScoreParams) -> StepResult:
 
     _check_options(f"score {params.method}", score_quality, params.params)
     llm = llm_for(ctx, params.backend, params.model, params.base_url)
-    report = score_quality(ctx.store, llm, params.method, where=params.where, limit=params.limit,
-                           flow_run_id=ctx.flow_run_id, **params.params)
+    try:
+        report = score_quality(ctx.store, llm, params.method, where=params.where, limit=params.limit,
+                               flow_run_id=ctx.flow_run_id, **params.params)
+    finally:
+        llm.close()
     return StepResult(counts={**report.counts, "already": report.already}, run_id=report.run_id,
                       reused=report.run_id is None)
 

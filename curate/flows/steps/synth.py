@@ -40,18 +40,24 @@ def synth_step(ctx: StepContext, params: SynthParams) -> StepResult:
         install_starter(ctx.store)
         merge_identical(ctx.store)
     # no_llm is about generation; growing the library from seeds always takes the LLM.
-    llm = llm_for(ctx, params.backend, params.model, params.base_url) if params.seeds_from or not params.no_llm else None
+    wants_llm = params.seeds_from or not params.no_llm
+    llm = llm_for(ctx, params.backend, params.model, params.base_url) if wants_llm else None
     backend = None if params.no_llm else llm
-    counts = {}
-    if params.seeds_from:
-        from curate.synth.extract import LibraryBuilder
+    try:
+        counts = {}
+        if params.seeds_from:
+            from curate.synth.extract import LibraryBuilder
 
-        built = LibraryBuilder(llm, limit=params.seed_limit, max_tokens=max(params.max_tokens, 768),
-                               timeout=params.timeout, seed=params.seed).run(ctx.store, params.seeds_from)
-        counts = {"seeds": built.seeds, "seeds_kept": built.kept, "functions_added": built.functions_added}
-    report = Synthesiser(params.n, k=parse_k(params.k), strategy=params.strategy, backend=backend, seed=params.seed,
-                         verify_samples=params.verify_samples, origin=params.origin, max_attempts=params.max_attempts,
-                         max_tokens=params.max_tokens, timeout=params.timeout, source=params.source,
-                         compose=params.compose).run(ctx.store, log=ctx.log)
+            built = LibraryBuilder(llm, limit=params.seed_limit, max_tokens=max(params.max_tokens, 768),
+                                   timeout=params.timeout, seed=params.seed).run(ctx.store, params.seeds_from)
+            counts = {"seeds": built.seeds, "seeds_kept": built.kept, "functions_added": built.functions_added}
+        report = Synthesiser(params.n, k=parse_k(params.k), strategy=params.strategy, backend=backend,
+                             seed=params.seed, verify_samples=params.verify_samples, origin=params.origin,
+                             max_attempts=params.max_attempts, max_tokens=params.max_tokens,
+                             timeout=params.timeout, source=params.source,
+                             compose=params.compose).run(ctx.store, log=ctx.log)
+    finally:
+        if llm is not None:
+            llm.close()
     return StepResult(counts={**counts, "attempts": report.attempts, "kept": report.kept},
                       reasons=dict(report.rejected), run_id=report.run_id)
