@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +60,20 @@ def test_errors_point_at_the_line_and_list_choices(tmp_path, text, expected):
 def test_missing_file(tmp_path):
     with pytest.raises(CurateError, match="no such recipe"):
         load_recipe(tmp_path / "nope.yaml")
+
+
+
+CATALOGS = Path(__file__).resolve().parents[1] / "catalogs"
+SHARED_DATA = (CATALOGS.parent.parent / "shared" / "data").resolve()
+
+
+@pytest.mark.parametrize("path", sorted(CATALOGS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_recipe_validates_and_reads_the_shared_data_in_place(path):
+    recipe = load_recipe(path)
+    assert recipe.steps and recipe.output
+    for source in recipe.sources:
+        resolved = recipe.resolve(source.path)
+        if resolved.startswith("hf://"):
+            continue
+        assert Path(resolved).is_relative_to(SHARED_DATA), resolved
+        assert Path(resolved).exists() or not SHARED_DATA.exists(), resolved
