@@ -112,7 +112,8 @@ def test_label_step_tags_by_embedding_and_by_source(store, tmp_path):
 
 def test_difficulty_step_validates_its_options_before_loading_a_model(store, tmp_path):
     store.schema_version()
-    for params, message in (("{judge: oracle}", "judge 'oracle'"), ("{colour: red}", "score difficulty.*colour")):
+    for params, message in (("{judge: oracle}", "judge 'oracle'"), ("{colour: red}", "score difficulty.*colour"),
+                            ("{judge: llm, judge_model: big}", "judge_.*unknown option model")):
         with pytest.raises(CurateError, match=message):
             run_step(store, tmp_path, f"""\
                 name: s

@@ -83,6 +83,8 @@ def difficulty_scorer(ctx: StepContext, params: ScoreParams) -> StepResult:
     search = {f.name: options.pop(f.name) for f in fields(SearchConfig) if f.name in options}
     sampling = {f.name: options.pop(f.name) for f in fields(Sampling) if f.name in options}
     _check_options("score difficulty", score_difficulty, options)
+    # the judge shares the policy model here; a separate judge model is a CLI option (--judge-model)
+    _check_options("score difficulty judge_*", LLMJudge, judge_options)
     concurrency = options.get("concurrency", 32)
     extra = {"batch_size": concurrency} if params.backend == "transformers" else {}
     policy = llm_for(ctx, params.backend, params.model, params.base_url, **extra)

@@ -56,7 +56,7 @@ def score_quality(store: Store, llm, method: str, *, criterion: str = "education
               "criterion": judged and judged.name, "criterion_text": criterion_text, "read": read,
               "samples": samples, "comparisons": comparisons, "confidence": confidence, "l2": l2,
               "top_logprobs": top, "max_chars": max_chars, "where": where, "limit": limit, "seed": seed}
-    tick = (lambda total, what: progress(total, what)) if progress else (lambda total, what: lambda n: None)
+    tick = progress or (lambda total, what: lambda n: None)
     with start_run(store, f"score:{method}", params, flow_run_id=flow_run_id) as run:
         if method == "deita":
             counts = score_deita(store, llm, targets, run_id=run.run_id, top_logprobs=top,
