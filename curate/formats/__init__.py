@@ -12,9 +12,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from curate.errors import CurateError
-from curate.formats import alpaca, gsm8k, lima, math_problems, messages, mig_pool, prompt_completion, sharegpt
-from curate.formats import r1_searcher, search_r1, simple_deep_searcher, zerosearch
-from curate.formats.base import Sample, sample_id
+from curate.formats import (
+    alpaca,
+    gsm8k,
+    lima,
+    math_problems,
+    messages,
+    mig_pool,
+    prompt_completion,
+    r1_searcher,
+    search_r1,
+    sharegpt,
+    simple_deep_searcher,
+    zerosearch,
+)
+from curate.formats.base import FlatForm, Sample, sample_id
 
 __all__ = ["DIALECTS", "Dialect", "Sample", "detect", "get", "sample_id"]
 
@@ -25,6 +37,7 @@ class Dialect:
     adapt: Callable[[Any], Sample]
     matches: Callable[[Mapping[str, Any]], bool]
     description: str
+    flat: FlatForm | None = None   # its plain records' fast path, if it has one
 
 
 def _conversations_of(kind: type) -> Callable[[Mapping], bool]:
@@ -54,9 +67,9 @@ DIALECTS: dict[str, Dialect] = {d.name: d for d in [
     Dialect("lima", lima.adapt, _conversations_of(str),
             "LIMA: conversations [str, ...] alternating user/assistant"),
     Dialect("alpaca", alpaca.adapt, lambda r: "instruction" in r and "output" in r,
-            "Alpaca: instruction, input, output"),
+            "Alpaca: instruction, input, output", alpaca.FLAT),
     Dialect("prompt-completion", prompt_completion.adapt, lambda r: "prompt" in r and "completion" in r,
-            "prompt/completion pairs (trailing <|endoftext|> stripped)"),
+            "prompt/completion pairs (trailing <|endoftext|> stripped)", prompt_completion.FLAT),
     Dialect("gsm8k", gsm8k.adapt,
             lambda r: "question" in r and isinstance(r.get("answer"), str) and "####" in r["answer"],
             "GSM8K: question, answer with the gold after ####"),

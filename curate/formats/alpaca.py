@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from curate.errors import FieldError
-from curate.formats.base import Sample, check_conversation, get_str, require_object, unmapped
+from curate.formats.base import FlatForm, Sample, check_conversation, get_str, require_object, unmapped
 
 KEYS = {"instruction", "input", "output", "system", "history"}
 
@@ -27,3 +27,15 @@ def adapt(record) -> Sample:
     prompt = f"{instruction}\n\n{extra_input}" if extra_input.strip() else instruction
     messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]
     return Sample(messages=check_conversation(messages, "instruction/output"), meta=unmapped(record, KEYS))
+
+
+def _plain_contents(instruction, extra_input, output) -> tuple[str, str] | None:
+    if type(instruction) is not str or type(output) is not str or extra_input is not None and type(extra_input) is not str:
+        return None
+    if not instruction.strip() or not output.strip():
+        return None
+    return (f"{instruction}\n\n{extra_input}" if extra_input and extra_input.strip() else instruction, output)
+
+
+# Without system or history: those records go through `adapt`.
+FLAT = FlatForm(("instruction", "input", "output"), ("user", "assistant"), _plain_contents)

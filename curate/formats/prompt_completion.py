@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from curate.errors import FieldError
-from curate.formats.base import Sample, check_conversation, get_str, require_object, unmapped
+from curate.formats.base import FlatForm, Sample, check_conversation, get_str, require_object, unmapped
 
 KEYS = {"prompt", "completion"}
 END_OF_TEXT = "<|endoftext|>"
@@ -19,3 +19,13 @@ def adapt(record) -> Sample:
             raise FieldError("completion", f"is empty once {END_OF_TEXT} is removed")
     messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}]
     return Sample(messages=check_conversation(messages, "prompt/completion"), meta=unmapped(record, KEYS))
+
+
+def _plain_contents(prompt, completion) -> tuple[str, str] | None:
+    if type(prompt) is not str or type(completion) is not str or not prompt.strip():
+        return None
+    completion = completion.rstrip().removesuffix(END_OF_TEXT)
+    return (prompt, completion) if completion.strip() else None
+
+
+FLAT = FlatForm(("prompt", "completion"), ("user", "assistant"), _plain_contents)

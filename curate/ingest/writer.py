@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
+import numpy as np
 import orjson
 import pyarrow as pa
 
@@ -110,6 +111,8 @@ class MappedBatch:
     related: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     last_rows: dict[str, int] = field(default_factory=dict)  # source -> last row number in this batch
     completed: list[str] = field(default_factory=list)       # sources whose last row is in this batch
+    flat_samples: list[pa.Table] = field(default_factory=list)  # from add_flat, already as columns
+    flat_owners: list[tuple[list[str], str]] = field(default_factory=list)   # (ids, source) per table
     _seen: set[str] = field(default_factory=set)
 
     @property
@@ -143,6 +146,44 @@ class MappedBatch:
                 raise KeyError(f"no key declared for table {table!r} in RELATED_KEYS")
             self.related[table] += [{"sample_id": sid, **row} for row in rows]
 
+    def add_flat(self, source_id: str, rows: list[int], ids: list[str], roles: tuple[str, ...],
+                 texts: list[str]) -> None:
+        """Add plain instruction samples as columns: sample i's turns are `roles` with contents
+        `texts[i * len(roles):(i + 1) * len(roles)]`."""
+        self.provenance_ids += ids
+        self.provenance_sources += [source_id] * len(ids)
+        self.provenance_rows += rows
+        turns = len(roles)
+        keep = []
+        for index, sid in enumerate(ids):
+            if sid not in self._seen:
+                self._seen.add(sid)
+                keep.append(index)
+        if not keep:
+            return
+        if len(keep) < len(ids):
+            ids = [ids[i] for i in keep]
+            texts = [text for i in keep for text in texts[i * turns:(i + 1) * turns]]
+        count = len(ids)
+        messages = pa.ListArray.from_arrays(
+            pa.array(np.arange(0, (count + 1) * turns, turns, dtype=np.int32)),
+            pa.StructArray.from_arrays([pa.array(list(roles) * count, pa.string()), pa.array(texts, pa.string())],
+                                       fields=list(MESSAGE_TYPE)))
+        self.flat_samples.append(pa.table({
+            "sample_id": pa.array(ids, pa.string()),
+            "kind": pa.array(["instruction"] * count, pa.string()),
+            "messages": messages,
+            "gold_answer": pa.nulls(count, pa.string()),
+            "meta": pa.nulls(count, pa.string()),
+        }))
+        self.flat_owners.append((ids, source_id))
+
+    def owners_by_id(self) -> dict[str, str]:
+        owners = dict(zip(self.ids, self.owners))
+        for ids, source_id in self.flat_owners:
+            owners.update(dict.fromkeys(ids, source_id))
+        return owners
+
     def add_quarantine(self, source_id: str, row: Row, field_name: str | None, reason: str) -> None:
         self.quarantine.append({"source_id": source_id, "row_number": row.row_number, "field": field_name,
                                 "reason": reason, "raw": _raw_text(row)})
@@ -150,13 +191,13 @@ class MappedBatch:
     def samples_table(self) -> pa.Table:
         turns = pa.StructArray.from_arrays(
             [pa.array(self.roles, pa.string()), pa.array(self.contents, pa.string())], fields=list(MESSAGE_TYPE))
-        return pa.table({
+        return pa.concat_tables([pa.table({
             "sample_id": pa.array(self.ids, pa.string()),
             "kind": pa.array(self.kinds, pa.string()),
             "messages": pa.ListArray.from_arrays(pa.array(self.offsets, pa.int32()), turns),
             "gold_answer": pa.array(self.golds, pa.string()),
             "meta": pa.array(self.metas, pa.string()),
-        })
+        }), *self.flat_samples])
 
 
 def map_rows(batch: MappedBatch, source_id: str, rows: list[Row], adapt: Callable[[Any], Sample],
@@ -208,7 +249,7 @@ def commit(con: duckdb.DuckDBPyConnection, batch: MappedBatch) -> dict[str, Coun
             con.unregister("batch_related")
 
     counts: dict[str, Counts] = defaultdict(Counts)
-    owner = dict(zip(batch.ids, batch.owners))
+    owner = batch.owners_by_id()
     for (sid,) in inserted_ids:
         counts[owner[sid]].new += 1
     for source_id in batch.provenance_sources:

@@ -1,0 +1,133 @@
+"""Ingest's fast path for flat JSON Lines (curate.ingest.flat) against the row path (every row
+through its dialect's adapter): the same store, row for row, on real data and on awkward rows."""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+import pytest
+
+from curate.ingest import ingest
+from curate.store import Store
+
+AWKWARD_PROMPT_COMPLETION = [
+    '{"prompt": "plain", "completion": "answer<|endoftext|>"}',
+    '',                                                        # blank line
+    '   ',
+    '{"prompt": "trailing", "completion": "text  <|endoftext|>  \\n"}',
+    '{"prompt": "eot only", "completion": "  <|endoftext|>"}',   # empty once the marker goes
+    '{"prompt": "   ", "completion": "blank prompt"}',
+    '{"prompt": null, "completion": "null prompt"}',
+    '{"completion": "missing prompt"}',
+    '{"prompt": "number", "completion": 5}',
+    '{"prompt": "extra", "completion": "field", "source": "x", "n": 3}',   # meta
+    '["a", "list"]',
+    '{oops',
+    '{"prompt": "e\\u0301clair NFD", "completion": "\\u00e9clair NFC"}',
+    '{"prompt": "\\u001c\\u3000sep and ideographic space\\u00a0", "completion": "\\u2028ok\\u0085"}',
+    '{"prompt": "plain", "completion": "answer<|endoftext|>"}',   # a duplicate within the block
+    '{"prompt": "dup key", "prompt": "second wins", "completion": "c"}',
+    '{"prompt": "emoji 😀", "completion": "中文 réponse"}',
+    '{"prompt": "crlf", "completion": "line"}\r',
+    '{"prompt": "last", "completion": "no newline at the end"}',
+]
+
+AWKWARD_ALPACA = [
+    '{"instruction": "Add", "input": "2 and 3", "output": "5"}',
+    '{"instruction": "No input", "output": "fine"}',
+    '{"instruction": "Null input", "input": null, "output": "fine"}',
+    '{"instruction": "Blank input", "input": "  ", "output": "fine"}',
+    '{"instruction": "System", "input": "", "output": "x", "system": "be brief"}',
+    '{"instruction": "History", "input": "", "output": "x", "history": [["hi", "hello"]]}',
+    '{"instruction": "", "input": "empty instruction", "output": "x"}',
+    '{"instruction": "Empty output", "input": "", "output": ""}',
+    '{"instruction": 7, "output": "typed"}',
+    '',
+    '{"instruction": "Add", "input": "2 and 3", "output": "5"}',
+]
+
+STORED = {
+    "samples_base": "SELECT sample_id, kind, messages, gold_answer, meta FROM samples_base ORDER BY sample_id",
+    "sample_sources": "SELECT sample_id, source_id, row_number FROM sample_sources ORDER BY source_id, row_number",
+    "quarantine": "SELECT source_id, row_number, field, reason, raw FROM quarantine ORDER BY source_id, row_number",
+    "sources": "SELECT source_id, dialect, status, rows_read, rows_new, rows_duplicate, rows_quarantined, "
+               "watermark FROM sources ORDER BY source_id",
+}
+
+
+def stored(store: Store) -> dict[str, list]:
+    with store.connect() as con:
+        return {table: con.execute(sql).fetchall() for table, sql in STORED.items()}
+
+
+def both_ways(tmp_path, paths: list[str], **options) -> tuple[dict, dict]:
+    fast, rows = Store(tmp_path / "fast.duckdb"), Store(tmp_path / "rows.duckdb")
+    ingest(fast, paths, fast=True, **options)
+    ingest(rows, paths, fast=False, **options)
+    return stored(fast), stored(rows)
+
+
+def write_lines(path, lines: list[str]) -> str:
+    path.write_bytes(("\n".join(lines)).encode())
+    return str(path)
+
+
+@pytest.mark.parametrize("block_bytes", [1 << 24, 200])
+def test_awkward_rows_land_the_same_both_ways(tmp_path, monkeypatch, block_bytes):
+    monkeypatch.setattr("curate.ingest.readers.BATCH_BYTES", block_bytes)   # 200: many small blocks
+    from curate.ingest import flat
+
+    through_adapter = []
+    real_map_rows = flat.map_rows
+    monkeypatch.setattr(flat, "map_rows", lambda batch, source_id, rows, *rest: (
+        through_adapter.extend(rows), real_map_rows(batch, source_id, rows, *rest)))
+    paths = [write_lines(tmp_path / "pc.jsonl", AWKWARD_PROMPT_COMPLETION),
+             write_lines(tmp_path / "alpaca.jsonl", AWKWARD_ALPACA)]
+    fast, rows = both_ways(tmp_path, paths)
+    assert fast == rows
+    # the fast path took the plain rows; only the others went through the adapter
+    non_blank = sum(1 for line in AWKWARD_PROMPT_COMPLETION + AWKWARD_ALPACA if line.strip())
+    assert len(fast["quarantine"]) <= len(through_adapter) < non_blank - 10
+    # the cases are what they claim: some rows land, some are quarantined, one carries meta
+    assert len(fast["samples_base"]) >= 12 and len(fast["quarantine"]) >= 10
+    assert any(meta and json.loads(meta) == {"source": "x", "n": 3} for *_, meta in fast["samples_base"])
+
+
+def test_real_t0_and_alpaca_land_the_same_both_ways(tmp_path, shared_data):
+    t0 = sorted((shared_data / "instruct" / "t0_train_50k").glob("*.jsonl"))[:40]
+    # The Chinese Alpaca set ships as one JSON array; as JSON Lines it takes the fast path.
+    alpaca = orjson.loads((shared_data / "instruct" / "alpaca_zh_10000.json").read_bytes())[:3000]
+    alpaca_lines = tmp_path / "alpaca_zh.jsonl"
+    alpaca_lines.write_bytes(b"\n".join(orjson.dumps(record) for record in alpaca) + b"\n")
+    fast, rows = both_ways(tmp_path, [*map(str, t0), str(alpaca_lines)])
+    assert fast == rows
+    assert len(fast["samples_base"]) > 5000
+
+
+def test_resumed_inside_a_block_the_fast_path_starts_after_the_watermark(tmp_path, monkeypatch):
+    from curate.ingest import writer
+
+    records = [{"prompt": f"p{i}", "completion": f"c{i}"} for i in range(300)]
+    lines = [json.dumps(r) for r in records]
+    lines[120:120] = ["", "{broken"]                  # a blank line and a bad one mid-file
+    path = write_lines(tmp_path / "big.jsonl", lines + [""])
+    monkeypatch.setattr("curate.ingest.BATCH_ROWS", 70)
+    monkeypatch.setattr("curate.ingest.readers.BATCH_BYTES", 1500)   # blocks end off batch boundaries
+    real_commit, calls = writer.commit, []
+
+    def crash_on_third(con, batch):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("simulated crash")
+        return real_commit(con, batch)
+
+    store = Store(tmp_path / "resumed.duckdb")
+    monkeypatch.setattr("curate.ingest.commit", crash_on_third)
+    with pytest.raises(RuntimeError):
+        ingest(store, [path])
+    monkeypatch.setattr("curate.ingest.commit", real_commit)
+    ingest(store, [path])
+    reference = Store(tmp_path / "reference.duckdb")
+    ingest(reference, [path], fast=False)
+    assert stored(store) == stored(reference)
