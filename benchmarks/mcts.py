@@ -9,7 +9,9 @@ first `--sequential` problems only; problems per minute are compared.
 
 Defaults: SmolLM2-135M on the CPU (transformers backend, batch size = concurrency), 2 iterations of
 at most 2 steps of at most 32 tokens. Target: >= 5x the baseline's problems per minute at 32
-concurrent problems. On a GPU: `--backend vllm --model <a small math model> --max-new-tokens 2048`.
+concurrent problems. `--no-prefix-cache` runs the transformers backend's plain path (no shared-prefix
+reuse; each prompt prefilled n times). On a GPU: `--backend vllm --model <a small math model>
+--max-new-tokens 2048`.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def load(n: int) -> list[Problem]:
 
 
 def search(args, problems: list[Problem], concurrency: int, folder: Path) -> dict:
-    options = {"batch_size": concurrency} if args.backend == "transformers" else {}
+    options = {"batch_size": concurrency, "prefix_cache": args.prefix_cache} if args.backend == "transformers" else {}
     policy = get_backend(args.backend, args.model, store=Store(folder / f"c{concurrency}.duckdb"), **options)
     driver = SearchDriver(policy, RuleJudge(),
                           SearchConfig(max_iterations=args.max_iterations, max_steps=args.max_steps),
@@ -67,6 +69,8 @@ def main() -> None:
     parser.add_argument("--max-iterations", type=int, default=2)
     parser.add_argument("--max-steps", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--no-prefix-cache", dest="prefix_cache", action="store_false",
+                        help="transformers: prefill every prompt whole, n times over (the plain path)")
     args = parser.parse_args()
     if not GSM8K.is_file():
         raise SystemExit(f"{GSM8K} is absent: the benchmark reads ../shared/data")
@@ -77,7 +81,8 @@ def main() -> None:
         base = search(args, problems[:args.sequential], 1, Path(folder))
         fast = search(args, problems, args.concurrency, Path(folder))
     print(f"{args.backend} {args.model}: {args.max_iterations} iterations, <= {args.max_steps} steps of "
-          f"<= {args.max_new_tokens} tokens; rule judge")
+          f"<= {args.max_new_tokens} tokens; rule judge"
+          + (f"; prefix cache {'on' if args.prefix_cache else 'off'}" if args.backend == "transformers" else ""))
     for name, row in (("one at a time", base), (f"{args.concurrency} concurrent", fast)):
         print(f"  {name:>14}: {row['problems']:3d} problems in {row['seconds']:7.1f} s = {row['per_minute']:6.2f} "
               f"problems/min ({row['solved']} solved; {row['requests']} requests, {row['sequences']} steps, "
