@@ -23,6 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import orjson
+import pyarrow as pa
 from tqdm import tqdm
 
 from curate import formats
@@ -76,44 +77,55 @@ def _plan(store: Store, inputs: list[Input], dialect: str, name: str | None, map
           license: str | None, log: Callable[[str], None]) -> list[tuple[Input, SourceReport]]:
     planned = []
     detected: dict[tuple[str, str], int] = {}
-    for source in inputs:
-        report = SourceReport(uri=source.uri, name=name or source.group)
-        try:
-            first = peek(source)
-            if not first:
-                report.status = "empty"
-                planned.append((source, report))
-                continue
-            chosen = _detect(source, first, mapping) if dialect == "auto" else formats.get(dialect)
-            if dialect == "auto":
-                detected[(report.name, chosen.name)] = detected.get((report.name, chosen.name), 0) + 1
-            report.dialect = chosen.name
-            report.sha256 = source.sha256()
-            report.source_id = _source_id(report.name, source.uri, report.sha256, chosen.name, mapping)
-        except CurateError as error:
-            report.status, report.error = "error", str(error)
-        planned.append((source, report))
+    with ThreadPoolExecutor(max_workers=2) as hashing:   # hashlib lets go of the GIL: files hash in parallel
+        digests = {source.uri: hashing.submit(source.sha256) for source in inputs}
+        for source in inputs:
+            report = SourceReport(uri=source.uri, name=name or source.group)
+            try:
+                first = peek(source)
+                if not first:
+                    report.status = "empty"
+                    planned.append((source, report))
+                    continue
+                chosen = _detect(source, first, mapping) if dialect == "auto" else formats.get(dialect)
+                if dialect == "auto":
+                    detected[(report.name, chosen.name)] = detected.get((report.name, chosen.name), 0) + 1
+                report.dialect = chosen.name
+                report.sha256 = digests[source.uri].result()
+                report.source_id = _source_id(report.name, source.uri, report.sha256, chosen.name, mapping)
+            except CurateError as error:
+                report.status, report.error = "error", str(error)
+            planned.append((source, report))
     for (group, chosen_name), count in detected.items():
         log(f"{group}: detected dialect {chosen_name}" + (f" in {count} inputs" if count > 1 else ""))
 
-    with store.transaction() as con:
-        for source, report in planned:
-            if report.status in ("error", "empty"):
-                continue
-            existing = con.execute("SELECT status, watermark FROM sources WHERE source_id = ?",
-                                   [report.source_id]).fetchone()
-            if existing is None:
-                con.execute(
-                    "INSERT INTO sources (source_id, name, uri, dialect, sha256, mapping, license, status, "
-                    "started_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'partial', current_timestamp)",
-                    [report.source_id, report.name, source.uri, report.dialect, report.sha256,
-                     orjson.dumps(mapping).decode() if mapping else None, license],
-                )
-            elif existing[0] == "complete":
+    todo = [(source, report) for source, report in planned if report.status not in ("error", "empty")]
+    with store.transaction() as con:   # one query each way: a folder may hold hundreds of files
+        known = {source_id: (status, watermark) for source_id, status, watermark in con.execute(
+            "SELECT source_id, status, watermark FROM sources WHERE list_contains(?, source_id)",
+            [[report.source_id for _, report in todo]]).fetchall()}
+        fresh = []
+        for source, report in todo:
+            status, watermark = known.get(report.source_id, (None, 0))
+            if status is None:
+                fresh.append((source, report))
+                known[report.source_id] = ("planned", 0)
+            elif status in ("complete", "planned"):      # planned: the same input named twice
                 report.status = "unchanged"
             else:
-                report.status, report.watermark = "resumed", existing[1]
+                report.status, report.watermark = "resumed", watermark
                 log(f"{source.uri}: resuming after row {report.watermark}")
+        if fresh:
+            con.register("fresh_sources", pa.table({
+                "source_id": [r.source_id for _, r in fresh], "name": [r.name for _, r in fresh],
+                "uri": [s.uri for s, _ in fresh], "dialect": [r.dialect for _, r in fresh],
+                "sha256": pa.array([r.sha256 for _, r in fresh], pa.string()),
+                "mapping": pa.array([orjson.dumps(mapping).decode() if mapping else None] * len(fresh), pa.string()),
+                "license": pa.array([license] * len(fresh), pa.string()),
+            }))
+            con.execute("INSERT INTO sources (source_id, name, uri, dialect, sha256, mapping, license, status, "
+                        "started_at) SELECT *, 'partial', current_timestamp FROM fresh_sources")
+            con.unregister("fresh_sources")
     return planned
 
 

@@ -31,7 +31,8 @@ from curate.store import migrations
 
 DEFAULT_PATH = "curate.duckdb"
 LOCK_WAIT_SECONDS = 120.0   # how long an open waits for another process to release the file
-HOLD_SECONDS = 2.0          # how long a session keeps the file before handing it back (an audit waits at most this)
+HOLD_SECONDS = 10.0         # longest a session keeps the file unasked (a curate reader asks at once: see above);
+                            # each hand-back checkpoints, which costs an ingest about a tenth of a second
 # Long text compresses to a quarter of DuckDB's default (FSST) size with zstd, and checkpoints twice
 # as fast (benchmarks/ingest.py); columns zstd cannot hold (numbers, lists' offsets) keep the default.
 WRITE_CONFIG = {"force_compression": "zstd"}
