@@ -13,6 +13,8 @@ from curate.store import Store
 
 AWKWARD_PROMPT_COMPLETION = [
     '{"prompt": "plain", "completion": "answer<|endoftext|>"}',
+    '{"prompt": "first with meta", "completion": "then plain", "origin": "a"}',   # the first of two equal
+    '{"prompt": "first with meta", "completion": "then plain"}',                  # samples keeps its meta
     '',                                                        # blank line
     '   ',
     '{"prompt": "trailing", "completion": "text  <|endoftext|>  \\n"}',
@@ -91,7 +93,8 @@ def test_awkward_rows_land_the_same_both_ways(tmp_path, monkeypatch, block_bytes
     assert len(fast["quarantine"]) <= len(through_adapter) < non_blank - 10
     # the cases are what they claim: some rows land, some are quarantined, one carries meta
     assert len(fast["samples_base"]) >= 12 and len(fast["quarantine"]) >= 10
-    assert any(meta and json.loads(meta) == {"source": "x", "n": 3} for *_, meta in fast["samples_base"])
+    metas = [json.loads(meta) for *_, meta in fast["samples_base"] if meta]
+    assert {"source": "x", "n": 3} in metas and {"origin": "a"} in metas
 
 
 def test_real_t0_and_alpaca_land_the_same_both_ways(tmp_path, shared_data):

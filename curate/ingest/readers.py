@@ -19,7 +19,7 @@ import orjson
 
 from curate.errors import CurateError
 
-BATCH_ROWS = 100_000          # rows per committed batch (bigger batches: fewer partial row groups rewritten)
+BATCH_ROWS = 100_000         # rows per committed batch (bigger batches: fewer partial row groups rewritten)
 BATCH_BYTES = 16 << 20       # bytes of JSON Lines read at a time
 FILE_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv",
                  ".txt": "text"}
@@ -129,7 +129,7 @@ def _json_error(error: Exception) -> str:
     return f"invalid JSON: {str(error).splitlines()[0]}"
 
 
-def _parse_lines(numbered_lines) -> list[Row]:
+def parse_lines(numbered_lines) -> list[Row]:
     rows = []
     for line_number, line in numbered_lines:
         try:
@@ -164,15 +164,9 @@ def numbered_lines(first: int, block: bytes) -> Iterator[tuple[int, bytes]]:
     return ((n, line) for n, line in enumerate(lines, start=first) if line and not line.isspace())
 
 
-def parse_block(first: int, block: bytes, only: set[int] | None = None) -> list[Row]:
-    """The rows of a block of JSON Lines (those numbered in `only`, if given)."""
-    lines = numbered_lines(first, block)
-    return _parse_lines(lines if only is None else ((n, line) for n, line in lines if n in only))
-
-
 def _read_jsonl(path: str, skip_through: int) -> Iterator[list[Row]]:
     for first, block in _jsonl_blocks(path, skip_through):
-        yield parse_block(first, block)
+        yield parse_lines(numbered_lines(first, block))
 
 
 def _records_of_document(document: Any, path: str) -> list:
@@ -318,7 +312,7 @@ def peek(source: Input, rows: int = 100) -> list[Row]:
         with open(source.path, "rb") as handle:
             for line_number, line in enumerate(handle, start=1):
                 if line.strip():
-                    first += _parse_lines([(line_number, line)])
+                    first += parse_lines([(line_number, line)])
                 if len(first) >= rows:
                     break
         return first

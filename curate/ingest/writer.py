@@ -1,7 +1,8 @@
 """Map a batch of rows to columns, and commit those columns in one transaction.
 
 Mapping is the dialect adapter, per record (the one definition of each dialect); it writes into flat
-column lists, from which Arrow arrays are built without per-row objects. Committing is columnar:
+column lists, from which Arrow arrays are built without per-row objects. Plain records of a flat
+dialect arrive already as columns (`add_flat`, from `curate.ingest.flat`). Committing is columnar:
 DuckDB inserts only the rows whose key is absent,
 so a batch applied twice (a resumed crash) adds nothing twice.
 """
@@ -153,6 +154,8 @@ class MappedBatch:
         self.provenance_ids += ids
         self.provenance_sources += [source_id] * len(ids)
         self.provenance_rows += rows
+        if not ids:
+            return
         turns = len(roles)
         if self._seen.isdisjoint(ids) and len(set(ids)) == len(ids):   # the usual case, at C speed
             keep = range(len(ids))
