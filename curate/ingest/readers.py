@@ -19,7 +19,7 @@ import orjson
 
 from curate.errors import CurateError
 
-BATCH_ROWS = 100_000         # rows per committed batch (bigger batches: fewer partial row groups rewritten)
+BATCH_ROWS = 50_000          # rows per committed batch (two in memory at once: one mapped, one written)
 BATCH_BYTES = 16 << 20       # bytes of JSON Lines read at a time
 FILE_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv",
                  ".txt": "text"}
