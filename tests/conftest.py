@@ -61,3 +61,18 @@ def write_jsonl(path: Path, records: list, raw_lines: dict[int, str] | None = No
 def count(store: Store, sql: str, params: list | None = None) -> int:
     with store.connect() as con:
         return con.execute(sql, params or []).fetchone()[0]
+
+
+def crash_on_commit(monkeypatch, nth: int) -> None:
+    """Make ingest's `nth` batch commit raise RuntimeError("simulated crash"), as a crash would."""
+    from curate.ingest import writer
+
+    calls = []
+
+    def crashing_commit(con, batch):
+        calls.append(1)
+        if len(calls) == nth:
+            raise RuntimeError("simulated crash")
+        return writer.commit(con, batch)
+
+    monkeypatch.setattr("curate.ingest.commit", crashing_commit)

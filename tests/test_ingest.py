@@ -15,7 +15,7 @@ import pytest
 
 from curate.errors import CurateError
 from curate.ingest import ingest, writer
-from tests.conftest import count, write_jsonl
+from tests.conftest import count, crash_on_commit, write_jsonl
 
 ALPACA = [{"instruction": f"Question {i}?", "input": "", "output": f"Answer {i}."} for i in range(5)]
 
@@ -135,15 +135,7 @@ def test_crash_mid_ingest_leaves_store_consistent_and_rerun_completes(store, tmp
     path = write_jsonl(tmp_path / "big.jsonl", records + records[:100], raw_lines={500: "{oops"})
     monkeypatch.setattr("curate.ingest.BATCH_ROWS", 200)
     monkeypatch.setattr("curate.ingest.readers.BATCH_BYTES", 2000)
-    real_commit, calls = writer.commit, []
-
-    def crashing_commit(con, batch):
-        calls.append(1)
-        if len(calls) == 3:
-            raise RuntimeError("simulated crash")
-        return real_commit(con, batch)
-
-    monkeypatch.setattr("curate.ingest.commit", crashing_commit)
+    crash_on_commit(monkeypatch, 3)
     with pytest.raises(RuntimeError, match="simulated crash"):
         ingest(store, [str(path)])
     with store.connect() as con:
@@ -152,7 +144,7 @@ def test_crash_mid_ingest_leaves_store_consistent_and_rerun_completes(store, tmp
         assert con.execute("SELECT count(*) FROM samples").fetchone()[0] == new
         assert con.execute("SELECT max(row_number) FROM sample_sources").fetchone()[0] <= watermark
 
-    monkeypatch.setattr("curate.ingest.commit", real_commit)
+    monkeypatch.setattr("curate.ingest.commit", writer.commit)
     (report,) = ingest(store, [str(path)])
     assert report.status == "resumed"
     with store.connect() as con:

@@ -10,6 +10,7 @@ import pytest
 
 from curate.ingest import ingest
 from curate.store import Store
+from tests.conftest import crash_on_commit
 
 AWKWARD_PROMPT_COMPLETION = [
     '{"prompt": "plain", "completion": "answer<|endoftext|>"}',
@@ -117,19 +118,11 @@ def test_resumed_inside_a_block_the_fast_path_starts_after_the_watermark(tmp_pat
     path = write_lines(tmp_path / "big.jsonl", lines + [""])
     monkeypatch.setattr("curate.ingest.BATCH_ROWS", 70)
     monkeypatch.setattr("curate.ingest.readers.BATCH_BYTES", 1500)   # blocks end off batch boundaries
-    real_commit, calls = writer.commit, []
-
-    def crash_on_third(con, batch):
-        calls.append(1)
-        if len(calls) == 3:
-            raise RuntimeError("simulated crash")
-        return real_commit(con, batch)
-
     store = Store(tmp_path / "resumed.duckdb")
-    monkeypatch.setattr("curate.ingest.commit", crash_on_third)
-    with pytest.raises(RuntimeError):
+    crash_on_commit(monkeypatch, 3)
+    with pytest.raises(RuntimeError, match="simulated crash"):
         ingest(store, [path])
-    monkeypatch.setattr("curate.ingest.commit", real_commit)
+    monkeypatch.setattr("curate.ingest.commit", writer.commit)
     ingest(store, [path])
     reference = Store(tmp_path / "reference.duckdb")
     ingest(reference, [path], fast=False)
