@@ -60,6 +60,7 @@ def test_t0_templates_labelled_by_embedding_then_mig(cli, store, shared_data, tm
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)      # embedding 47K prompts with MiniLM on 2 cores takes over 15 minutes on a busy box
 def test_t0_whole_folder_select_1000(cli, store, shared_data):
     folder, vocab = shared_data / "instruct" / "t0_train_50k", shared_data / "mig" / "valid_tags.json"
     cli("ingest", folder)
