@@ -188,3 +188,10 @@ def test_sigkill_mid_ingest_then_rerun_completes_without_duplicates(store, tmp_p
     assert count(store, "SELECT count(DISTINCT sample_id) FROM samples") == 3000
     assert count(store, "SELECT count(*) FROM sample_sources") == 3000
     assert count(store, "SELECT rows_new FROM sources") == 3000
+
+
+def test_the_same_input_named_twice_is_ingested_once(store, tmp_path):
+    path = write_jsonl(tmp_path / "twice.jsonl", [{"prompt": f"p{i}", "completion": f"c{i}"} for i in range(5)])
+    first, second = ingest(store, [str(path), str(path)])
+    assert (first.status, second.status) == ("ingested", "unchanged")
+    assert count(store, "SELECT count(*) FROM sample_sources") == 5
