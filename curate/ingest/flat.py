@@ -14,7 +14,7 @@ import orjson
 
 from curate.formats import Dialect
 from curate.formats.base import turns_id
-from curate.ingest.readers import numbered_lines, parse_lines
+from curate.ingest.readers import lines_in, numbered_lines, parse_lines
 from curate.ingest.writer import MappedBatch, map_rows
 
 
@@ -40,5 +40,5 @@ def map_block(batch: MappedBatch, source_id: str, first: int, block: bytes, dial
         ids.append(turns_id(roles, turns))
         texts += turns
     batch.add_flat(source_id, rows, ids, roles, texts)
-    last = first + block.count(b"\n") + (not block.endswith(b"\n")) - 1
+    last = first + lines_in(block) - 1
     batch.last_rows[source_id] = max(batch.last_rows.get(source_id, 0), last)

@@ -129,9 +129,9 @@ def _json_error(error: Exception) -> str:
     return f"invalid JSON: {str(error).splitlines()[0]}"
 
 
-def parse_lines(numbered_lines) -> list[Row]:
+def parse_lines(lines) -> list[Row]:
     rows = []
-    for line_number, line in numbered_lines:
+    for line_number, line in lines:
         try:
             rows.append(Row(line_number, orjson.loads(line), None, None))
         except orjson.JSONDecodeError as error:
@@ -145,7 +145,7 @@ def _jsonl_blocks(path: str, skip_through: int) -> Iterator[tuple[int, bytes]]:
         while block := handle.read(BATCH_BYTES):
             block += handle.readline()        # end on a line boundary
             first = line_number + 1
-            line_number += block.count(b"\n") + (not block.endswith(b"\n"))
+            line_number += lines_in(block)
             if line_number <= skip_through:
                 continue
             if first <= skip_through:         # resuming inside this block: drop the lines committed
@@ -154,6 +154,11 @@ def _jsonl_blocks(path: str, skip_through: int) -> Iterator[tuple[int, bytes]]:
                     cut = block.index(b"\n", cut) + 1
                 block, first = block[cut:], skip_through + 1
             yield first, block
+
+
+def lines_in(block: bytes) -> int:
+    """How many lines a block of whole lines holds (the last may lack its newline)."""
+    return block.count(b"\n") + (not block.endswith(b"\n"))
 
 
 def numbered_lines(first: int, block: bytes) -> Iterator[tuple[int, bytes]]:
