@@ -297,3 +297,19 @@ def test_a_worker_killed_while_idle_does_not_fail_the_next_task(pool):
         os.kill(worker.process.pid, signal.SIGKILL)
     results = pool.map(["def solution():\n    return 1\n"] * 6)
     assert [(r.ok, r.value) for r in results] == [(True, 1)] * 6
+
+
+def test_programs_are_parsed_and_compiled_one_thread_at_a_time():
+    # CPython 3.11.7's AST conversion is not thread-safe (gh-106905) and SandboxPool.map compiles on
+    # several threads, so compile_program must wait for the lock that every conversion in curate.synth takes.
+    import threading
+
+    from curate.synth import pyast
+
+    compiled = threading.Event()
+    with pyast._CONVERTING:
+        thread = threading.Thread(target=lambda: (compile_program("def solution():\n    return 1\n"), compiled.set()))
+        thread.start()
+        assert not compiled.wait(0.3), "compile_program did not wait for the AST lock"
+    assert compiled.wait(10)
+    thread.join()

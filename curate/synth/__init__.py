@@ -2,6 +2,7 @@
 executable computational graphs, back-translated into word problems, verified, stored.
 
     sandbox/       run untrusted code: AST allow-list, restricted builtins, hardened worker pool
+    pyast.py       ast.parse and compile behind one lock (CPython 3.11.7 races on them across threads)
     starter.py     the built-in library (functions, ranges, templates, worked examples)
     library.py     the library in the store; canonical.py, merge.py: duplicates found and merged
     extract.py     `synth library --from-source`: functions from seed problems with an LLM

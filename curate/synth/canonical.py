@@ -12,10 +12,12 @@ from __future__ import annotations
 import ast
 import hashlib
 
+from curate.synth import pyast
+
 
 def function_def(source: str) -> ast.FunctionDef:
     """The single top-level function defined by `source`."""
-    tree = ast.parse(source)
+    tree = pyast.parse(source)
     functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
     if len(functions) != 1:
         raise ValueError(f"expected one function definition, found {len(functions)}")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from curate.models.llm import ChatRequest
 from curate.synth.library import LibraryFunction, Param
+from curate.synth import pyast
 
 HEADER = "import math\nfrom fractions import Fraction\n"
 
@@ -205,7 +206,7 @@ def parse_solution(text: str, names: list[str]) -> tuple[str | None, str | None,
     if code is None:
         return None, "no_code", "the reply has no code block"
     try:
-        tree = ast.parse(code)
+        tree = pyast.parse(code)
     except SyntaxError as error:
         return None, "invalid_code", f"syntax error: {error.msg} (line {error.lineno})"
     solution = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "solution"), None)

@@ -29,7 +29,7 @@ from curate.models.llm import ChatRequest, LLMBackend
 from curate.store import Store
 from curate.store.runs import start_run
 from curate.store.tables import insert_missing
-from curate.synth import topics
+from curate.synth import pyast, topics
 from curate.synth.compose import code_block
 from curate.synth.library import LibraryFunction, Param, add_functions, install_starter
 from curate.synth.merge import merge_equivalent, merge_identical
@@ -165,7 +165,7 @@ def _free_names(function: ast.FunctionDef) -> set[str]:
 
 def library_functions(code: str, trace: list[TraceStep], origin_model: str) -> tuple[list[LibraryFunction], dict]:
     """The program's admissible functions (typed, documented, self-contained) and a note per function."""
-    tree = ast.parse(code)
+    tree = pyast.parse(code)
     defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     calls: dict[str, list[TraceStep]] = {}
     for step in trace:

@@ -38,7 +38,7 @@ from curate.models.llm import LLMBackend
 from curate.store import Store
 from curate.store.runs import start_run
 from curate.store.tables import insert_missing
-from curate.synth import backtranslate, verify
+from curate.synth import backtranslate, pyast, verify
 from curate.synth.compose import (
     Composition,
     TypedComposer,
@@ -116,7 +116,7 @@ class SynthReport:
 
 
 def _solution_constants(solution_source: str) -> list:
-    return [n.value for n in ast.walk(ast.parse(solution_source))
+    return [n.value for n in ast.walk(pyast.parse(solution_source))
             if isinstance(n, ast.Constant) and type(n.value) in (int, float)]
 
 

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from curate.store import Store
 from curate.store.tables import insert_missing
-from curate.synth import starter
+from curate.synth import pyast, starter
 from curate.synth.canonical import canonical_hash
 
 KINDS = ("int", "num", "any")
@@ -79,7 +79,7 @@ def function_id(code: str) -> str:
 
 def _source_without_decorators(function) -> str:
     source = textwrap.dedent(inspect.getsource(function))
-    node = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef))
+    node = next(n for n in pyast.parse(source).body if isinstance(n, ast.FunctionDef))
     return "\n".join(source.splitlines()[node.lineno - 1:node.end_lineno]) + "\n"
 
 
@@ -98,7 +98,7 @@ def starter_uses() -> list[tuple[str, str]]:
     """(function name, 'starter:<example>') for every function each worked example calls."""
     uses = []
     for example, code in starter.EXAMPLES.items():
-        called = {node.func.id for node in ast.walk(ast.parse(code))
+        called = {node.func.id for node in ast.walk(pyast.parse(code))
                   if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
         uses += [(name, f"starter:{example}") for name in sorted(called & starter.STARTER.keys())]
     return uses

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from types import CodeType
 from typing import ClassVar
 
+from curate.synth import pyast
+
 MAX_SOURCE_CHARS = 64_000
 FILENAME = "<sandbox>"
 IMPORTABLE = frozenset({"math", "fractions"})
@@ -186,7 +188,7 @@ def parse_checked(source: str) -> ast.Module:
     if len(source) > MAX_SOURCE_CHARS:
         raise PolicyError(f"code is {len(source):,} characters; the limit is {MAX_SOURCE_CHARS:,}")
     try:
-        tree = ast.parse(source, filename=FILENAME)
+        tree = pyast.parse(source, FILENAME)
     except SyntaxError as error:
         raise PolicyError(f"syntax error: {error.msg}", error.lineno) from None
     except (RecursionError, MemoryError, ValueError) as error:
@@ -207,7 +209,7 @@ def compile_program(source: str, entry: str | None = "solution") -> Program:
         raise PolicyError(f"no top-level function {entry}() defined")
     try:
         guarded = ast.fix_missing_locations(_Guards().visit(tree))
-        code = compile(guarded, FILENAME, "exec", dont_inherit=True, optimize=0)
+        code = pyast.compile_tree(guarded, FILENAME)
     except (SyntaxError, RecursionError, MemoryError, ValueError) as error:
         raise PolicyError(f"cannot compile: {type(error).__name__}: {error}") from None
     return Program(code=code, functions=functions, entry=entry)
