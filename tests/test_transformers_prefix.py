@@ -119,3 +119,24 @@ def test_sampled_n_is_seeded_and_distinct(backends):
     (first,), (second,) = cached.generate([request]), cached.generate([request])
     assert [c.text for c in first.choices] == [c.text for c in second.choices]
     assert len({c.text for c in first.choices}) > 1
+
+
+@pytest.mark.parametrize("candidates", [256, 3])    # the nucleus among the candidates; wider than them
+def test_sampler_draws_from_the_temperature_top_p_distribution(candidates):
+    import torch
+
+    from curate.models.llm.transformers_backend import _sampler
+
+    logits = torch.tensor([2.0, 1.5, 1.0, 0.6, 0.3, 0.0, -1.0, -3.0])
+    temperature, top_p = 0.7, 0.9
+    probs = torch.softmax(logits / temperature, -1)         # sorted already: the nucleus is a head of it
+    nucleus = (probs.cumsum(-1) - probs) < top_p
+    expected = torch.where(nucleus, probs, 0) / probs[nucleus].sum()
+    torch.manual_seed(0)
+    rows = 40_000
+    scores = _sampler(temperature, top_p, candidates)(torch.zeros((rows, 1), dtype=torch.long), logits.repeat(rows, 1))
+    drawn = scores.argmax(-1)
+    assert bool((scores.isfinite().sum(-1) == 1).all())     # one token left a row, for greedy to take
+    frequencies = torch.bincount(drawn, minlength=len(logits)) / rows
+    assert int(nucleus.sum()) == 4 and frequencies[~nucleus].sum() == 0    # 4 > 3 candidates: the wide path
+    assert torch.allclose(frequencies, expected, atol=0.01), (frequencies, expected)
