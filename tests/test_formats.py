@@ -196,3 +196,15 @@ def test_sample_id_ignores_surrounding_whitespace_and_unicode_composition():
     # length prefixes: moving text across a turn boundary changes the id
     assert sample_id([{"role": "user", "content": "ab"}, {"role": "assistant", "content": "c"}]) != \
         sample_id([{"role": "user", "content": "a"}, {"role": "assistant", "content": "bc"}])
+
+
+@pytest.mark.parametrize("first, second", [
+    ("What is 2+2?", "4"), ("  padded\n", "\tanswer \r\n"), ("caf\u00e9", "cafe\u0301"), ("\u3000wide space\u3000", "x"),
+    ("\x1cfile separator\x1f", "y"), ("", ""), ("日本語", " ascii "), ("ab", "c"),
+])
+def test_pair_id_is_sample_id(first, second):
+    from curate.formats.base import pair_id
+
+    messages = [{"role": "user", "content": first}, {"role": "assistant", "content": second}]
+    assert pair_id("user", "assistant")(first, second) == sample_id(messages)
+    assert pair_id("assistant", "user")(first, second) != sample_id(messages)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import orjson
 
 from curate.formats import Dialect
-from curate.formats.base import turns_id
+from curate.formats.base import pair_id, turns_id
 from curate.ingest.readers import lines_in, numbered_lines, parse_lines
 from curate.ingest.writer import MappedBatch, map_rows
 
@@ -22,6 +22,7 @@ def map_block(batch: MappedBatch, source_id: str, first: int, block: bytes, dial
     """Map one block of JSON Lines (`first` = its first line's number) into `batch`."""
     form = dialect.flat
     fields, roles, contents_of, known = form.fields, form.roles, form.contents, set(form.fields)
+    id_of = pair_id(*roles) if len(roles) == 2 else lambda *contents: turns_id(roles, contents)
     loads = orjson.loads
     rows, ids, texts = [], [], []
     for row, line in numbered_lines(first, block):
@@ -29,15 +30,14 @@ def map_block(batch: MappedBatch, source_id: str, first: int, block: bytes, dial
             record = loads(line)
         except orjson.JSONDecodeError:
             record = None
-        turns = contents_of(*[record.get(name) for name in fields]) \
-            if type(record) is dict and record.keys() <= known else None
+        turns = contents_of(*map(record.get, fields)) if type(record) is dict and record.keys() <= known else None
         if turns is None:   # not plain: the plain rows before it first, then this one through the adapter
             batch.add_flat(source_id, rows, ids, roles, texts)
             rows, ids, texts = [], [], []
             map_rows(batch, source_id, parse_lines([(row, line)]), dialect.adapt, None)
             continue
         rows.append(row)
-        ids.append(turns_id(roles, turns))
+        ids.append(id_of(*turns))
         texts += turns
     batch.add_flat(source_id, rows, ids, roles, texts)
     last = first + lines_in(block) - 1
