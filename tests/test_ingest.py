@@ -195,3 +195,28 @@ def test_the_same_input_named_twice_is_ingested_once(store, tmp_path):
     first, second = ingest(store, [str(path), str(path)])
     assert (first.status, second.status) == ("ingested", "unchanged")
     assert count(store, "SELECT count(*) FROM sample_sources") == 5
+
+
+def test_a_json_array_is_streamed_and_lands_as_its_object_form_would(store, tmp_path):
+    from curate.ingest.readers import expand, read
+    from curate.store import Store
+
+    records = [*ALPACA, [1, 2], "text", {**ALPACA[0], "output": "caf\u00e9 \u2014 d\u00e9j\u00e0"}, {"instruction": "x"}]
+    array = tmp_path / "array.json"
+    array.write_text(json.dumps(records, ensure_ascii=False, indent=1))
+    (source,) = expand(str(array))
+    batches = list(read(source, batch_rows=3))
+    assert [len(b) for b in batches] == [3, 3, 3]                 # three elements at a time, not the whole file
+    assert [row.row_number for b in batches for row in b] == list(range(1, 10))
+    assert [row.record for b in batches for row in b] == records
+    assert [row.record for b in read(source, skip_through=7, batch_rows=3) for row in b] == records[7:]
+
+    other = Store(tmp_path / "object.duckdb")
+    (tmp_path / "object.json").write_text(json.dumps({"train": records}))
+    (streamed,), (whole,) = ingest(store, [str(array)]), ingest(other, [str(tmp_path / "object.json")])
+    assert (streamed.counts.new, streamed.counts.quarantined) == (whole.counts.new, whole.counts.quarantined) == (6, 3)
+    query = "SELECT row_number, field, reason FROM quarantine ORDER BY row_number"
+    assert store.query(query).to_pylist() == other.query(query).to_pylist()
+    query = "SELECT sample_id, messages FROM samples ORDER BY sample_id"
+    assert store.query(query).to_pylist() == other.query(query).to_pylist()
+

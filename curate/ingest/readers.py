@@ -2,7 +2,8 @@
 
 A row is `(row_number, record, raw, error)`: the record parsed from the input, or `error` saying why
 it could not be parsed, with `raw` (the original text) kept for quarantine. Readers never hold a
-whole input in memory, except JSON documents (arrays), which the JSON format cannot stream cheaply.
+whole input in memory, except a `.json` file that is an object (`{"train": [...], ...}`): a top-level
+array is streamed element by element (DuckDB's JSON reader splits it).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import duckdb
 import orjson
 
 from curate.errors import CurateError
@@ -184,7 +186,11 @@ def _records_of_document(document: Any, path: str) -> list:
     raise CurateError(f"{path}: expected a JSON array or object, got {type(document).__name__}")
 
 
-def _read_json(path: str, skip_through: int) -> Iterator[list[Row]]:
+def _read_json(path: str, skip_through: int, batch_rows: int) -> Iterator[list[Row]]:
+    with open(path, "rb") as handle:
+        if handle.read(4096).lstrip()[:1] == b"[":
+            yield from _read_json_array(path, skip_through, batch_rows)
+            return
     data = Path(path).read_bytes()
     try:
         document = orjson.loads(data)
@@ -196,9 +202,31 @@ def _read_json(path: str, skip_through: int) -> Iterator[list[Row]]:
             return
         raise CurateError(f"{path}: not valid JSON ({_json_error(error)})") from error
     records = _records_of_document(document, path)
-    for start in range(skip_through, len(records), BATCH_ROWS):
-        chunk = records[start:start + BATCH_ROWS]
+    for start in range(skip_through, len(records), batch_rows):
+        chunk = records[start:start + batch_rows]
         yield [Row(start + i + 1, record, None, None) for i, record in enumerate(chunk)]
+
+
+def _read_json_array(path: str, skip_through: int, batch_rows: int) -> Iterator[list[Row]]:
+    """A top-level JSON array, `batch_rows` elements at a time: DuckDB's reader hands over each
+    element's text as written, which orjson parses as it would in a whole-file parse. An array that
+    is not valid JSON fails when DuckDB meets the fault (it parses a buffer of elements at a time, so
+    of a large file the buffers before the fault have landed by then)."""
+    # one thread (the store's writer has the other core) and a bounded buffer: elements up to 64 MB
+    connection = duckdb.connect(config={"threads": 1, "memory_limit": "1GB"})
+    row_number = skip_through
+    try:
+        elements = connection.sql(
+            "SELECT json FROM read_json_objects($path, format = 'array', maximum_object_size = 67108864) "
+            "OFFSET $skip", params={"path": path, "skip": skip_through}).to_arrow_reader(batch_rows)
+        for batch in elements:
+            texts = batch.column(0).to_pylist()
+            yield parse_lines((row_number + i, text.encode()) for i, text in enumerate(texts, 1))
+            row_number += len(texts)
+    except duckdb.Error as error:
+        raise CurateError(f"{path}: not valid JSON after element {row_number} ({str(error).splitlines()[0]})") from error
+    finally:
+        connection.close()
 
 
 def _read_arrow_batches(batches, skip_through: int) -> Iterator[list[Row]]:
@@ -339,7 +367,7 @@ def read(source: Input, skip_through: int = 0, batch_rows: int = BATCH_ROWS) -> 
         if source.format == "jsonl":
             yield from _read_jsonl(source.path, skip_through)
         elif source.format == "json":
-            yield from _read_json(source.path, skip_through)
+            yield from _read_json(source.path, skip_through, batch_rows)
         elif source.format == "parquet":
             yield from _read_parquet(source.path, skip_through, batch_rows)
         elif source.format == "csv":
