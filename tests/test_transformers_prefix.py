@@ -140,3 +140,17 @@ def test_sampler_draws_from_the_temperature_top_p_distribution(candidates):
     frequencies = torch.bincount(drawn, minlength=len(logits)) / rows
     assert int(nucleus.sum()) == 4 and frequencies[~nucleus].sum() == 0    # 4 > 3 candidates: the wide path
     assert torch.allclose(frequencies, expected, atol=0.01), (frequencies, expected)
+
+
+def test_length_groups_bound_the_padding():
+    from curate.models.llm.transformers_backend import length_groups
+
+    lengths = [40, 3, 120, 41, 0, 118, 60, 7, 39, 125]
+    groups = length_groups(lengths)
+    assert sorted(i for group in groups for i in group) == list(range(len(lengths)))
+    for group in groups:
+        area = max(lengths[i] for i in group) * len(group)
+        assert area - sum(lengths[i] for i in group) <= area / 8 or len(group) == 1
+    assert [sorted(lengths[i] for i in group) for group in groups] == [[0], [3], [7], [39, 40, 41], [60], [118, 120, 125]]
+    # padded whole, this batch would compute 1,250 token positions for 553 tokens; grouped, 568
+    assert sum(max(lengths[i] for i in g) * len(g) for g in groups) == 568
