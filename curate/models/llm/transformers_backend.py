@@ -387,7 +387,8 @@ class TransformersBackend(LLMBackend):
         self._prefixes: list[_Prefix] = []        # the most recently used last
         self._lock = threading.Lock()
         # prompt tokens run through the network: "prefix" (shared prefixes computed), "reused" (prefix
-        # tokens taken from the kept ones, per batch), "prompt" (the rest, one per prompt and choice)
+        # tokens taken from the kept ones, per batch), "prompt" (the rest, one per prompt and choice),
+        # "padding" (positions computed for padding while prefilling prompts in groups)
         self.prefill = Counter()
 
     def prompt_text(self, request: ChatRequest) -> str:
