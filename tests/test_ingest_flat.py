@@ -50,6 +50,34 @@ AWKWARD_ALPACA = [
     '{"instruction": "Add", "input": "2 and 3", "output": "5"}',
 ]
 
+AWKWARD_MESSAGES = [
+    '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}',
+    ('{"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "q"}, '
+     '{"role": "assistant", "content": "a"}, {"role": "user", "content": "more"}, {"role": "assistant", "content": "b"}]}'),
+    ('{"messages": [{"role": "system", "content": "  "}, {"role": "user", "content": "blank system dropped"}, '
+     '{"role": "assistant", "content": "ok"}]}'),
+    '{"messages": [{"role": "human", "content": "alias role"}, {"role": "gpt", "content": "via adapter"}]}',
+    '{"messages": [{"role": "User", "content": "capitalised role"}, {"role": "assistant", "content": "x"}]}',
+    ('{"messages": [{"role": "user", "content": [{"type": "text", "text": "text "}, {"type": "text", "text": "parts"}]}, '
+     '{"role": "assistant", "content": "joined"}]}'),
+    '{"messages": [{"role": "user", "content": "extra key", "name": "bob"}, {"role": "assistant", "content": "x"}]}',
+    '{"messages": [{"role": "user", "content": "meta"}, {"role": "assistant", "content": "x"}], "id": 7}',
+    '{"messages": [{"role": "assistant", "content": "answer first"}, {"role": "user", "content": "then question"}]}',
+    '{"messages": [{"role": "user", "content": "no answer"}]}',
+    '{"messages": [{"role": "user", "content": "empty answer"}, {"role": "assistant", "content": " "}]}',
+    '{"messages": [{"role": "user", "content": null}, {"role": "assistant", "content": "null content"}]}',
+    '{"messages": [{"role": "robot", "content": "unknown role"}, {"role": "assistant", "content": "x"}]}',
+    '{"messages": [["user", "a list"], {"role": "assistant", "content": "x"}]}',
+    '{"messages": []}',
+    '{"messages": "a string"}',
+    '{"messages": null}',
+    ('{"messages": [{"role": "user", "content": "tool turn"}, {"role": "assistant", "content": "call"}, '
+     '{"role": "tool", "content": "result"}, {"role": "assistant", "content": "done"}]}'),
+    '{"messages": [{"role": "user", "content": "e\\u0301clair NFD "}, {"role": "assistant", "content": "\\u00e9clair"}]}',
+    '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}',   # duplicate
+    '{"messages": [{"content": "no role"}, {"role": "assistant", "content": "x"}]}',
+]
+
 STORED = {
     "samples_base": "SELECT sample_id, kind, messages, gold_answer, meta FROM samples_base ORDER BY sample_id",
     "sample_sources": "SELECT sample_id, source_id, row_number FROM sample_sources ORDER BY source_id, row_number",
@@ -86,16 +114,17 @@ def test_awkward_rows_land_the_same_both_ways(tmp_path, monkeypatch, block_bytes
     monkeypatch.setattr(flat, "map_rows", lambda batch, source_id, rows, *rest: (
         through_adapter.extend(rows), real_map_rows(batch, source_id, rows, *rest)))
     paths = [write_lines(tmp_path / "pc.jsonl", AWKWARD_PROMPT_COMPLETION),
-             write_lines(tmp_path / "alpaca.jsonl", AWKWARD_ALPACA)]
+             write_lines(tmp_path / "alpaca.jsonl", AWKWARD_ALPACA),
+             write_lines(tmp_path / "messages.jsonl", AWKWARD_MESSAGES)]
     fast, rows = both_ways(tmp_path, paths)
     assert fast == rows
     # the fast path took the plain rows; only the others went through the adapter
-    non_blank = sum(1 for line in AWKWARD_PROMPT_COMPLETION + AWKWARD_ALPACA if line.strip())
-    assert len(fast["quarantine"]) <= len(through_adapter) < non_blank - 10
+    non_blank = sum(1 for line in AWKWARD_PROMPT_COMPLETION + AWKWARD_ALPACA + AWKWARD_MESSAGES if line.strip())
+    assert len(fast["quarantine"]) <= len(through_adapter) < non_blank - 16
     # the cases are what they claim: some rows land, some are quarantined, one carries meta
     assert len(fast["samples_base"]) >= 12 and len(fast["quarantine"]) >= 10
     metas = [json.loads(meta) for *_, meta in fast["samples_base"] if meta]
-    assert {"source": "x", "n": 3} in metas and {"origin": "a"} in metas
+    assert {"source": "x", "n": 3} in metas and {"origin": "a"} in metas and {"id": 7} in metas
 
 
 def test_real_t0_and_alpaca_land_the_same_both_ways(tmp_path, shared_data):
@@ -107,6 +136,21 @@ def test_real_t0_and_alpaca_land_the_same_both_ways(tmp_path, shared_data):
     fast, rows = both_ways(tmp_path, [*map(str, t0), str(alpaca_lines)])
     assert fast == rows
     assert len(fast["samples_base"]) > 5000
+
+
+def test_real_lima_as_messages_lands_the_same_both_ways(tmp_path, shared_data):
+    # LIMA's alternating conversations, written as OpenAI messages (a system turn on every other one)
+    lines = []
+    for index, line in enumerate((shared_data / "instruct" / "lima_train.jsonl").read_bytes().splitlines()):
+        turns = orjson.loads(line)["conversations"]
+        messages = [{"role": ("user", "assistant")[i % 2], "content": text} for i, text in enumerate(turns)]
+        if index % 2:
+            messages.insert(0, {"role": "system", "content": "You are a helpful assistant."})
+        lines.append(orjson.dumps({"messages": messages}).decode())
+    fast, rows = both_ways(tmp_path, [write_lines(tmp_path / "lima_messages.jsonl", lines)])
+    assert fast == rows
+    assert len(fast["samples_base"]) > 1000
+    assert max(len(messages) for _, _, messages, *_ in fast["samples_base"]) > 3   # multi-turn ones too
 
 
 def test_resumed_inside_a_block_the_fast_path_starts_after_the_watermark(tmp_path, monkeypatch):

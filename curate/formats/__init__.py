@@ -61,7 +61,7 @@ DIALECTS: dict[str, Dialect] = {d.name: d for d in [
     Dialect("mig-pool", mig_pool.adapt, lambda r: "dialogs" in r,
             "MIG annotated pool: dialogs + annotation (InsTag tags, DEITA scores)"),
     Dialect("messages", messages.adapt, lambda r: "messages" in r,
-            "OpenAI/Tulu chat: messages [{role, content}]"),
+            "OpenAI/Tulu chat: messages [{role, content}]", messages.FLAT),
     Dialect("sharegpt", sharegpt.adapt, _conversations_of(Mapping),
             "ShareGPT: conversations [{from, value}] or [{role, content}]"),
     Dialect("lima", lima.adapt, _conversations_of(str),

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from curate.errors import FieldError
-from curate.formats.base import FlatForm, Sample, check_conversation, get_str, require_object, unmapped
+from curate.formats.base import (
+    USER_ASSISTANT,
+    FlatForm,
+    Sample,
+    check_conversation,
+    get_str,
+    require_object,
+    unmapped,
+)
 
 KEYS = {"instruction", "input", "output", "system", "history"}
 
@@ -29,13 +37,13 @@ def adapt(record) -> Sample:
     return Sample(messages=check_conversation(messages, "instruction/output"), meta=unmapped(record, KEYS))
 
 
-def _plain_contents(instruction, extra_input, output) -> tuple[str, str] | None:
+def _plain_turns(instruction, extra_input, output) -> tuple[tuple[str, str], tuple[str, str]] | None:
     if type(instruction) is not str or type(output) is not str or extra_input is not None and type(extra_input) is not str:
         return None
     if not instruction.strip() or not output.strip():
         return None
-    return (f"{instruction}\n\n{extra_input}" if extra_input and extra_input.strip() else instruction, output)
+    return USER_ASSISTANT, (f"{instruction}\n\n{extra_input}" if extra_input and extra_input.strip() else instruction, output)
 
 
 # Without system or history: those records go through `adapt`.
-FLAT = FlatForm(("instruction", "input", "output"), ("user", "assistant"), _plain_contents)
+FLAT = FlatForm(("instruction", "input", "output"), _plain_turns)

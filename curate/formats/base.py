@@ -51,15 +51,17 @@ class FlatForm:
     """A dialect's plain records, mapped from their field values alone (ingest's fast path).
 
     A record is a candidate when it is a JSON object whose fields are among `fields`.
-    `contents(*values)` (its field values as parsed, in `fields` order, None where absent) gives the
-    contents of the turns `roles` exactly as `adapt` would, or None when the record is not plain (a
+    `turns(*values)` (its field values as parsed, in `fields` order, None where absent) gives the
+    roles and contents of its turns exactly as `adapt` would, or None when the record is not plain (a
     field of another type or empty, say): such a record goes through `adapt` itself, as does every
     record that is not a candidate. Tests hold the two to the same result, row for row.
     """
 
     fields: tuple[str, ...]
-    roles: tuple[str, ...]
-    contents: Callable[..., tuple[str, ...] | None]
+    turns: Callable[..., tuple[Sequence[str], Sequence[str]] | None]
+
+
+USER_ASSISTANT = ("user", "assistant")   # the roles of a one-exchange record (flat forms return this tuple)
 
 
 def sample_id(messages: list[dict[str, str]]) -> str:

@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from curate.errors import FieldError
-from curate.formats.base import Sample, canonical_role, check_conversation, get_list, require_object, unmapped
+from curate.formats.base import (
+    ROLES,
+    FlatForm,
+    Sample,
+    canonical_role,
+    check_conversation,
+    get_list,
+    require_object,
+    unmapped,
+)
 
 KEYS = {"messages"}
 
@@ -38,3 +47,25 @@ def adapt(record, field: str = "messages") -> Sample:
             "content": _text(message.get("content"), f"{where}.content"),
         })
     return Sample(messages=check_conversation(messages, field), meta=unmapped(record, {field}))
+
+
+_ROLE_CONTENT = {"role", "content"}
+
+
+def _plain_turns(messages) -> tuple[list[str], list[str]] | None:
+    """A list of {role, content} objects with canonical roles and string contents that passes the
+    conversation checks; anything else (aliases, text parts, other keys, a failing check) is None."""
+    if type(messages) is not list:
+        return None
+    for message in messages:
+        if type(message) is not dict or message.keys() != _ROLE_CONTENT or type(message["content"]) is not str \
+                or message["role"] not in ROLES:
+            return None
+    try:
+        kept = check_conversation(messages, "messages")
+    except FieldError:
+        return None
+    return [m["role"] for m in kept], [m["content"] for m in kept]
+
+
+FLAT = FlatForm(("messages",), _plain_turns)

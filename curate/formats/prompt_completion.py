@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from curate.errors import FieldError
-from curate.formats.base import FlatForm, Sample, check_conversation, get_str, require_object, unmapped
+from curate.formats.base import (
+    USER_ASSISTANT,
+    FlatForm,
+    Sample,
+    check_conversation,
+    get_str,
+    require_object,
+    unmapped,
+)
 
 KEYS = {"prompt", "completion"}
 END_OF_TEXT = "<|endoftext|>"
@@ -21,11 +29,11 @@ def adapt(record) -> Sample:
     return Sample(messages=check_conversation(messages, "prompt/completion"), meta=unmapped(record, KEYS))
 
 
-def _plain_contents(prompt, completion) -> tuple[str, str] | None:
+def _plain_turns(prompt, completion) -> tuple[tuple[str, str], tuple[str, str]] | None:
     if type(prompt) is not str or type(completion) is not str or not prompt.strip():
         return None
     completion = completion.rstrip().removesuffix(END_OF_TEXT)
-    return (prompt, completion) if completion.strip() else None
+    return (USER_ASSISTANT, (prompt, completion)) if completion.strip() else None
 
 
-FLAT = FlatForm(("prompt", "completion"), ("user", "assistant"), _plain_contents)
+FLAT = FlatForm(("prompt", "completion"), _plain_turns)

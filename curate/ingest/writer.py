@@ -147,34 +147,37 @@ class MappedBatch:
                 raise KeyError(f"no key declared for table {table!r} in RELATED_KEYS")
             self.related[table] += [{"sample_id": sid, **row} for row in rows]
 
-    def add_flat(self, source_id: str, rows: list[int], ids: list[str], roles: tuple[str, ...],
-                 texts: list[str]) -> None:
-        """Add plain instruction samples as columns: sample i's turns are `roles` with contents
-        `texts[i * len(roles):(i + 1) * len(roles)]`."""
+    def add_flat(self, source_id: str, rows: list[int], ids: list[str], roles: list[str], texts: list[str],
+                 counts: list[int]) -> None:
+        """Add plain samples as columns: sample i has `counts[i]` turns, whose roles and contents are
+        the next `counts[i]` of `roles` and `texts`."""
         self.provenance_ids += ids
         self.provenance_sources += [source_id] * len(ids)
         self.provenance_rows += rows
         if not ids:
             return
-        turns = len(roles)
         if self._seen.isdisjoint(ids) and len(set(ids)) == len(ids):   # the usual case, at C speed
-            keep = range(len(ids))
             self._seen.update(ids)
         else:
-            keep = []
-            for index, sid in enumerate(ids):
+            kept_ids, kept_roles, kept_texts, kept_counts = [], [], [], []
+            start = 0
+            for sid, count in zip(ids, counts):
                 if sid not in self._seen:
                     self._seen.add(sid)
-                    keep.append(index)
-        if not keep:
-            return
-        if len(keep) < len(ids):
-            ids = [ids[i] for i in keep]
-            texts = [text for i in keep for text in texts[i * turns:(i + 1) * turns]]
+                    kept_ids.append(sid)
+                    kept_roles += roles[start:start + count]
+                    kept_texts += texts[start:start + count]
+                    kept_counts.append(count)
+                start += count
+            if not kept_ids:
+                return
+            ids, roles, texts, counts = kept_ids, kept_roles, kept_texts, kept_counts
         count = len(ids)
+        offsets = np.zeros(count + 1, dtype=np.int32)
+        np.cumsum(counts, out=offsets[1:])
         messages = pa.ListArray.from_arrays(
-            pa.array(np.arange(0, (count + 1) * turns, turns, dtype=np.int32)),
-            pa.StructArray.from_arrays([pa.array(list(roles) * count, pa.string()), pa.array(texts, pa.string())],
+            pa.array(offsets),
+            pa.StructArray.from_arrays([pa.array(roles, pa.string()), pa.array(texts, pa.string())],
                                        fields=list(MESSAGE_TYPE)))
         self.flat_samples.append(pa.table({
             "sample_id": pa.array(ids, pa.string()),

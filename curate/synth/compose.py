@@ -17,8 +17,8 @@ import string
 from dataclasses import dataclass
 
 from curate.models.llm import ChatRequest
-from curate.synth.library import LibraryFunction, Param
 from curate.synth import pyast
+from curate.synth.library import LibraryFunction, Param
 
 HEADER = "import math\nfrom fractions import Fraction\n"
 
