@@ -86,7 +86,6 @@ def turns_id(roles: Sequence[str], contents: Sequence[str]) -> str:
     return hashlib.sha256("".join(parts).encode()).hexdigest()[:32]
 
 
-
 def pair_id(first_role: str, second_role: str) -> Callable[[str, str], str]:
     """`turns_id` of two-turn conversations with these roles, as a function of the two contents: the
     flat path's per-row call, a third faster than turns_id where both contents are ASCII (the rest
@@ -96,10 +95,12 @@ def pair_id(first_role: str, second_role: str) -> Callable[[str, str], str]:
     def of(first: str, second: str) -> str:
         first, second = first.strip(), second.strip()
         if first.isascii() and second.isascii():
-            return sha256(f"{first_role}:{len(first)}:{first}{second_role}:{len(second)}:{second}".encode()).hexdigest()[:32]
+            payload = f"{first_role}:{len(first)}:{first}{second_role}:{len(second)}:{second}"
+            return sha256(payload.encode()).hexdigest()[:32]
         return turns_id(roles, (first, second))
 
     return of
+
 
 # -- helpers adapters share ---------------------------------------------------------------------
 
