@@ -294,8 +294,7 @@ def _rows_cache(network, room: int, prefix: list, rows: int, own: list | None = 
     layer = _rows_layer_class()
     cache = DynamicCache()
     cache.layer_class_to_replicate = None
-    count = len(DynamicCache(config=network.config).layers)
-    own = own or [None] * count
+    own = own or [None] * len(DynamicCache(config=network.config).layers)
     if not prefix:
         cache.layers = [layer(room, rows=rows_kv) for rows_kv in own]
     elif _shares_prefixes(network):
