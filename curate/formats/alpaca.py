@@ -45,5 +45,5 @@ def _plain_turns(instruction, extra_input, output) -> tuple[tuple[str, str], tup
     return USER_ASSISTANT, (f"{instruction}\n\n{extra_input}" if extra_input and extra_input.strip() else instruction, output)
 
 
-# Without system or history: those records go through `adapt`.
-FLAT = FlatForm(("instruction", "input", "output"), _plain_turns)
+# Records with a system prompt or history go through `adapt`.
+FLAT = FlatForm(("instruction", "input", "output"), _plain_turns, reserved=frozenset({"system", "history"}))

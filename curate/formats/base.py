@@ -50,15 +50,18 @@ class Sample:
 class FlatForm:
     """A dialect's plain records, mapped from their field values alone (ingest's fast path).
 
-    A record is a candidate when it is a JSON object whose fields are among `fields`.
-    `turns(*values)` (its field values as parsed, in `fields` order, None where absent) gives the
-    roles and contents of its turns exactly as `adapt` would, or None when the record is not plain (a
-    field of another type or empty, say): such a record goes through `adapt` itself, as does every
-    record that is not a candidate. Tests hold the two to the same result, row for row.
+    A record is a candidate when it is a JSON object with none of the `reserved` keys (fields that
+    only `adapt` handles, such as alpaca's history). `turns(*values)` (its `fields` values as
+    parsed, in order, None where absent) gives the roles and contents of its turns exactly as `adapt`
+    would, or None when the record is not plain (a field of another type or empty, say); its other
+    keys are its meta, as `adapt` keeps them. A record that is not plain goes through `adapt`
+    itself, as does every one that is not a candidate. Tests hold the two to the same result, row
+    for row.
     """
 
     fields: tuple[str, ...]
     turns: Callable[..., tuple[Sequence[str], Sequence[str]] | None]
+    reserved: frozenset[str] = frozenset()
 
 
 USER_ASSISTANT = ("user", "assistant")   # the roles of a one-exchange record (flat forms return this tuple)
@@ -170,3 +173,13 @@ def check_conversation(messages: list[dict[str, str]], where: str) -> list[dict[
 def unmapped(record: Mapping[str, Any], mapped: set[str]) -> dict[str, Any]:
     """The record's fields that the adapter did not map, kept as the sample's meta."""
     return {k: v for k, v in record.items() if k not in mapped}
+
+
+def plain_conversation(messages: list[dict[str, str]]) -> tuple[list[str], list[str]] | None:
+    """Roles and contents of canonical messages that pass `check_conversation`, else None: the last
+    step of a conversation dialect's flat form (`FlatForm.turns`)."""
+    try:
+        kept = check_conversation(messages, "")
+    except FieldError:
+        return None
+    return [m["role"] for m in kept], [m["content"] for m in kept]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from curate.errors import FieldError
-from curate.formats.base import Sample, check_conversation, get_list, require_object, unmapped
+from curate.formats.base import FlatForm, Sample, check_conversation, get_list, plain_conversation, require_object, unmapped
 
 KEYS = {"conversations"}
 
@@ -17,3 +17,13 @@ def adapt(record) -> Sample:
             raise FieldError(f"conversations[{index}]", f"expected a string, got {type(text).__name__}")
         messages.append({"role": "user" if index % 2 == 0 else "assistant", "content": text})
     return Sample(messages=check_conversation(messages, "conversations"), meta=unmapped(record, KEYS))
+
+
+def _plain_turns(conversations) -> tuple[list[str], list[str]] | None:
+    if type(conversations) is not list or any(type(text) is not str for text in conversations):
+        return None
+    return plain_conversation([{"role": "user" if index % 2 == 0 else "assistant", "content": text}
+                               for index, text in enumerate(conversations)])
+
+
+FLAT = FlatForm(("conversations",), _plain_turns)

@@ -12,6 +12,7 @@ from curate.formats.base import (
     canonical_role,
     check_conversation,
     get_list,
+    plain_conversation,
     require_object,
     unmapped,
 )
@@ -61,11 +62,7 @@ def _plain_turns(messages) -> tuple[list[str], list[str]] | None:
         if type(message) is not dict or message.keys() != _ROLE_CONTENT or type(message["content"]) is not str \
                 or message["role"] not in ROLES:
             return None
-    try:
-        kept = check_conversation(messages, "messages")
-    except FieldError:
-        return None
-    return [m["role"] for m in kept], [m["content"] for m in kept]
+    return plain_conversation(messages)
 
 
 FLAT = FlatForm(("messages",), _plain_turns)

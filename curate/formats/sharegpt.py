@@ -5,7 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from curate.errors import FieldError
-from curate.formats.base import Sample, canonical_role, check_conversation, get_list, get_str, require_object, unmapped
+from curate.formats.base import (
+    ROLE_ALIASES,
+    FlatForm,
+    Sample,
+    canonical_role,
+    check_conversation,
+    get_list,
+    get_str,
+    plain_conversation,
+    require_object,
+    unmapped,
+)
 
 KEYS = {"conversations", "system"}
 
@@ -33,3 +44,26 @@ def adapt(record) -> Sample:
                              f"expected a string, got {type(content).__name__}")
         messages.append({"role": canonical_role(turn[role_key], f"{where}.{role_key}"), "content": content})
     return Sample(messages=check_conversation(messages, "conversations"), meta=unmapped(record, KEYS))
+
+
+_TURN_KEYS = {frozenset({"from", "value"}): ("from", "value"), frozenset({"role", "content"}): ("role", "content")}
+
+
+def _plain_turns(conversations, system) -> tuple[list[str], list[str]] | None:
+    """Turns of exactly {from, value} or {role, content}, with a role spelt as in ROLE_ALIASES and a
+    string content, that pass the conversation checks; anything else is None."""
+    if type(conversations) is not list or system is not None and type(system) is not str:
+        return None
+    messages = [{"role": "system", "content": system}] if system else []
+    for turn in conversations:
+        keys = _TURN_KEYS.get(frozenset(turn)) if type(turn) is dict else None
+        if keys is None:
+            return None
+        role, content = turn[keys[0]], turn[keys[1]]
+        if type(role) is not str or type(content) is not str or role not in ROLE_ALIASES:
+            return None
+        messages.append({"role": ROLE_ALIASES[role], "content": content})
+    return plain_conversation(messages)
+
+
+FLAT = FlatForm(("conversations", "system"), _plain_turns)

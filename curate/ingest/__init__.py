@@ -8,8 +8,8 @@ bytes, dialect and mapping were ingested completely is skipped; one left partial
 after its last committed row. Load: stream every input's rows through its dialect adapter, gather
 them into batches that may span several small files, and commit each batch in one transaction
 (while the next batch is being mapped, so DuckDB and Python work at the same time). JSON Lines in a
-dialect with a flat form (alpaca, prompt-completion, messages) take a fast path (`curate.ingest.flat`) that
-gives the same rows.
+dialect with a flat form (alpaca, prompt-completion, messages, sharegpt, lima) take a fast path
+(`curate.ingest.flat`) that gives the same rows.
 
 A row that cannot be parsed or mapped goes to `quarantine`; an input that cannot be read at all is
 reported as an error and the other inputs still land.

@@ -36,7 +36,8 @@ RETURNING sample_id
 """
 
 
-def _json(value: Any) -> str | None:
+def meta_json(value: Any) -> str | None:
+    """How a sample's meta (and a score's details) is stored: JSON text, or NULL when empty."""
     if not value:
         return None
     return orjson.dumps(value, default=str).decode()
@@ -132,7 +133,7 @@ class MappedBatch:
         self.owners.append(source_id)
         self.kinds.append(sample.kind)
         self.golds.append(sample.gold_answer)
-        self.metas.append(_json(sample.meta))
+        self.metas.append(meta_json(sample.meta))
         for message in sample.messages:
             self.roles.append(message["role"])
             self.contents.append(message["content"])
@@ -141,16 +142,16 @@ class MappedBatch:
             self.related["labels"].append({"sample_id": sid, "label": label, "origin": origin})
         for scorer, value, details in sample.scores:
             self.related["scores"].append(
-                {"sample_id": sid, "scorer": scorer, "value": value, "details": _json(details)})
+                {"sample_id": sid, "scorer": scorer, "value": value, "details": meta_json(details)})
         for table, rows in sample.related.items():
             if table not in RELATED_KEYS:
                 raise KeyError(f"no key declared for table {table!r} in RELATED_KEYS")
             self.related[table] += [{"sample_id": sid, **row} for row in rows]
 
     def add_flat(self, source_id: str, rows: list[int], ids: list[str], roles: list[str], texts: list[str],
-                 counts: list[int]) -> None:
+                 counts: list[int], metas: list[str | None]) -> None:
         """Add plain samples as columns: sample i has `counts[i]` turns, whose roles and contents are
-        the next `counts[i]` of `roles` and `texts`."""
+        the next `counts[i]` of `roles` and `texts`, and meta `metas[i]` (stored JSON, or None)."""
         self.provenance_ids += ids
         self.provenance_sources += [source_id] * len(ids)
         self.provenance_rows += rows
@@ -159,19 +160,20 @@ class MappedBatch:
         if self._seen.isdisjoint(ids) and len(set(ids)) == len(ids):   # the usual case, at C speed
             self._seen.update(ids)
         else:
-            kept_ids, kept_roles, kept_texts, kept_counts = [], [], [], []
+            kept_ids, kept_roles, kept_texts, kept_counts, kept_metas = [], [], [], [], []
             start = 0
-            for sid, count in zip(ids, counts):
+            for sid, count, meta in zip(ids, counts, metas):
                 if sid not in self._seen:
                     self._seen.add(sid)
                     kept_ids.append(sid)
                     kept_roles += roles[start:start + count]
                     kept_texts += texts[start:start + count]
                     kept_counts.append(count)
+                    kept_metas.append(meta)
                 start += count
             if not kept_ids:
                 return
-            ids, roles, texts, counts = kept_ids, kept_roles, kept_texts, kept_counts
+            ids, roles, texts, counts, metas = kept_ids, kept_roles, kept_texts, kept_counts, kept_metas
         count = len(ids)
         offsets = np.zeros(count + 1, dtype=np.int32)
         np.cumsum(counts, out=offsets[1:])
@@ -184,7 +186,7 @@ class MappedBatch:
             "kind": pa.array(["instruction"] * count, pa.string()),
             "messages": messages,
             "gold_answer": pa.nulls(count, pa.string()),
-            "meta": pa.nulls(count, pa.string()),
+            "meta": pa.array(metas, pa.string()),
         }))
         self.flat_owners.append((ids, source_id))
 
