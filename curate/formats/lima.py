@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from curate.errors import FieldError
-from curate.formats.base import FlatForm, Sample, check_conversation, get_list, plain_conversation, require_object, unmapped
+from curate.formats.base import (
+    FlatForm,
+    Sample,
+    check_conversation,
+    get_list,
+    plain_conversation,
+    require_object,
+    unmapped,
+)
 
 KEYS = {"conversations"}
 
