@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import resource
 import threading
 import time
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ class Phase:
     seconds: float = 0.0
     peak_rss: int = 0        # highest RSS sampled during the phase
     start_rss: int = 0
+    cpu_seconds: float = 0.0  # user + system time of all this process's threads during the phase
 
     @property
     def growth(self) -> int:
@@ -43,14 +45,20 @@ def measure(name: str, interval: float = 0.02):
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
     try:
         yield phase
     finally:
         phase.seconds = time.perf_counter() - started
+        phase.cpu_seconds = _cpu_seconds() - cpu_started
         done.set()
         sampler.join()
         phase.peak_rss = max(phase.peak_rss, rss_bytes())
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def mb(n: int) -> str:

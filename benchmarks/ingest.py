@@ -2,11 +2,14 @@
 
 Inputs: T0 as shipped (../shared/data/instruct/t0_train_50k, 47,178 rows in 252 files) and a 10x
 larger copy written to a temp dir (each row's prompt suffixed with its copy number, so all rows are
-unique). Baseline: `datasets.load_dataset("json")`, then the same canonical rows inserted one
-`INSERT` per row (timed on its first BASELINE_ROWS rows; rows/s is what is compared).
+unique); its first half of files (about 5x) is ingested too, for memory alone. Baseline:
+`datasets.load_dataset("json")`, then the same canonical rows inserted one `INSERT` per row (timed
+on its first BASELINE_ROWS rows; rows/s is what is compared).
 
 Targets: >= 100,000 rows/s on 2 cores for the large input, >= 10x the baseline, and peak memory that
-does not grow with the input.
+does not grow with the input. Memory is compared between 5x and 10x: both take many batches, where
+the 1x input fits in about one. CPU time (all threads) is printed beside the wall time: on 2 cores,
+100,000 rows/s for the 10x input leaves 9.4 CPU-seconds at most.
 """
 
 from __future__ import annotations
@@ -68,6 +71,16 @@ def baseline(folder: Path, db: Path, limit: int) -> int:
     return min(limit, len(dataset))
 
 
+def ingest_phase(name: str, paths: list[str], db: Path):
+    with measure(f"curate ingest: {name}") as phase:
+        reports = ingest(Store(db), paths)
+    rows = sum(r.counts.read for r in reports)
+    print(f"{phase.name}: {rows:,} rows in {phase.seconds:.1f}s = {rows / phase.seconds:,.0f} rows/s, "
+          f"CPU {phase.cpu_seconds:.1f}s ({phase.cpu_seconds / phase.seconds:.1f} cores busy), "
+          f"peak RSS {mb(phase.peak_rss)} (+{mb(phase.growth)} over start)")
+    return rows, phase
+
+
 def main() -> None:
     if not T0.is_dir():
         print(f"skipped: {T0} is absent")
@@ -77,29 +90,27 @@ def main() -> None:
         tmp = Path(tmp)
         large = tmp / "t0_x10"
         large_rows = make_large_copy(large)
+        large_files = sorted(str(path) for path in large.glob("*.jsonl"))
+        half = large_files[: len(large_files) // 2]
+        _, half_phase = ingest_phase(f"t0 x{COPIES} first half of files (memory only)", half, tmp / "half.duckdb")
         results = {}
         for name, folder in [("t0 (47K rows)", T0), (f"t0 x{COPIES} ({large_rows // 1000}K rows)", large)]:
-            db = tmp / f"{folder.name}.duckdb"
-            with measure(f"curate ingest: {name}") as phase:
-                reports = ingest(Store(db), [str(folder)])
-            rows = sum(r.counts.read for r in reports)
+            rows, phase = ingest_phase(name, [str(folder)], tmp / f"{folder.name}.duckdb")
             with measure(f"baseline: {name}") as base:
                 base_rows = baseline(folder, tmp / f"{folder.name}-baseline.duckdb", BASELINE_ROWS)
             results[name] = (rows / phase.seconds, base_rows / base.seconds, phase)
-            print(f"{phase.name}: {rows:,} rows in {phase.seconds:.1f}s = {rows / phase.seconds:,.0f} rows/s, "
-                  f"peak RSS {mb(phase.peak_rss)} (+{mb(phase.growth)} over start)")
             print(f"{base.name}: {base_rows:,} rows in {base.seconds:.1f}s = {base_rows / base.seconds:,.0f} rows/s "
                   f"(load_dataset + row-wise INSERT, first {BASELINE_ROWS:,} rows)")
             print(f"  ratio: {(rows / phase.seconds) / (base_rows / base.seconds):.1f}x the baseline")
-        (small_rate, _, small), (large_rate, large_base, big) = results.values()
+        _, (large_rate, large_base, big) = results.values()
         print("targets:")
-        print(f"  large input >= 100,000 rows/s: {large_rate:,.0f} -> {'met' if large_rate >= 100_000 else 'NOT met'}")
+        print(f"  large input >= 100,000 rows/s: {large_rate:,.0f} -> {'met' if large_rate >= 100_000 else 'NOT met'} "
+              f"(CPU {big.cpu_seconds:.1f}s against the 9.4 s that 2 cores give at 100,000 rows/s)")
         print(f"  >= 10x baseline: {large_rate / large_base:.1f}x -> {'met' if large_rate / large_base >= 10 else 'NOT met'}")
-        # Memory is bounded by the batch (two in flight plus DuckDB's checkpoint), not the input: the
-        # 10x input may peak higher than the 1x one (which fits in one batch), but not 10x higher.
-        flat = big.growth <= 4 * small.growth
-        print(f"  memory flat: peak growth {mb(small.growth)} (1x) vs {mb(big.growth)} ({COPIES}x), "
-              f"{big.growth / small.growth:.1f}x for {COPIES}x the rows -> {'met' if flat else 'NOT met'}")
+        # Bounded by two batches in flight plus DuckDB's checkpoint, so twice the rows may not cost more.
+        flat = big.growth <= 1.25 * half_phase.growth
+        print(f"  memory flat: peak growth {mb(half_phase.growth)} (half the files) vs {mb(big.growth)} (all), "
+              f"{big.growth / half_phase.growth:.2f}x for twice the rows -> {'met' if flat else 'NOT met'}")
 
 
 if __name__ == "__main__":
