@@ -178,24 +178,25 @@ def test_awkward_rows_land_the_same_both_ways(tmp_path, monkeypatch, block_bytes
     assert {"id": "a"} in metas and {"source": {"nested": [1, 2]}} in metas and {"source": "stackexchange"} in metas
 
 
-def test_real_t0_and_alpaca_land_the_same_both_ways(tmp_path, shared_data):
+def test_real_t0_and_alpaca_land_the_same_both_ways(tmp_path, shared_data, monkeypatch):
     t0 = sorted((shared_data / "instruct" / "t0_train_50k").glob("*.jsonl"))[:40]
-    # The Chinese Alpaca set ships as one JSON array; as JSON Lines it takes the fast path.
-    alpaca = orjson.loads((shared_data / "instruct" / "alpaca_zh_10000.json").read_bytes())[:3000]
-    alpaca_lines = tmp_path / "alpaca_zh.jsonl"
-    alpaca_lines.write_bytes(b"\n".join(orjson.dumps(record) for record in alpaca) + b"\n")
-    fast, rows = both_ways(tmp_path, [*map(str, t0), str(alpaca_lines)])
+    alpaca = shared_data / "instruct" / "alpaca_zh_10000.json"   # one JSON array: streamed, fast path too
+    through_adapter = rows_through_adapter(monkeypatch)
+    fast, rows = both_ways(tmp_path, [*map(str, t0), str(alpaca)])
     assert fast == rows
     assert len(fast["samples_base"]) > 5000
+    assert len(through_adapter) == len(fast["quarantine"])   # every good row took the fast path
+    assert any(source_id for source_id, dialect, *_ in fast["sources"] if dialect == "alpaca")
 
 
 def test_real_lima_and_sharegpt_land_the_same_both_ways(tmp_path, shared_data, monkeypatch):
-    # LIMA train as shipped (each record has a `source`: meta); the ShareGPT sample ships as one JSON
-    # array (each record has an `id`), so it is written out as JSON Lines to take the fast path.
+    # LIMA train as shipped (each record has a `source`: meta); the ShareGPT sample as shipped (one
+    # JSON array, each record with an `id`) and written out as JSON Lines: the same samples again.
     sharegpt = orjson.loads((shared_data / "instruct" / "sharegpt_dummy.json").read_bytes())
     sharegpt_lines = write_lines(tmp_path / "sharegpt.jsonl", [orjson.dumps(r).decode() for r in sharegpt])
     through_adapter = rows_through_adapter(monkeypatch)
-    fast, rows = both_ways(tmp_path, [str(shared_data / "instruct" / "lima_train.jsonl"), sharegpt_lines])
+    fast, rows = both_ways(tmp_path, [str(shared_data / "instruct" / "lima_train.jsonl"), sharegpt_lines,
+                                      str(shared_data / "instruct" / "sharegpt_dummy.json")])
     assert fast == rows
     assert len(fast["samples_base"]) > 1000
     assert len(through_adapter) == len(fast["quarantine"]) < 10   # every good row took the fast path
@@ -236,3 +237,35 @@ def test_resumed_inside_a_block_the_fast_path_starts_after_the_watermark(tmp_pat
     reference = Store(tmp_path / "reference.duckdb")
     ingest(reference, [path], fast=False)
     assert stored(store) == stored(reference)
+
+
+def test_a_pretty_printed_json_array_lands_the_same_both_ways(tmp_path, monkeypatch):
+    records = [json.loads(line) for line in AWKWARD_SHAREGPT] + [7, "text", None, [1, 2], {}]
+    path = tmp_path / "sharegpt.json"
+    path.write_text(json.dumps(records, indent=2, ensure_ascii=False))   # elements span lines
+    through_adapter = rows_through_adapter(monkeypatch)
+    fast, rows = both_ways(tmp_path, [str(path)])
+    assert fast == rows
+    assert len(fast["quarantine"]) == len(through_adapter) - 3 >= 15   # capitalised, spaced roles, extra key land
+    assert [row for _, row, *_ in fast["quarantine"]][-5:] == list(range(len(records) - 4, len(records) + 1))
+
+
+def test_a_json_array_resumed_after_a_crash_lands_as_in_one_go(tmp_path, monkeypatch):
+    from curate.ingest import writer
+
+    records = [{"conversations": [f"q{i}", f"a{i}"], "source": i % 3} for i in range(300)]
+    records[100:100] = [{"conversations": ["q", 5]}, 42]    # two bad elements mid-array
+    path = tmp_path / "lima.json"
+    path.write_text(json.dumps(records))
+    monkeypatch.setattr("curate.ingest.BATCH_ROWS", 70)
+    monkeypatch.setattr("curate.ingest.readers.BATCH_ROWS", 45)   # chunks end off batch boundaries
+    store = Store(tmp_path / "resumed.duckdb")
+    crash_on_commit(monkeypatch, 3)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        ingest(store, [str(path)])
+    monkeypatch.setattr("curate.ingest.commit", writer.commit)
+    ingest(store, [str(path)])
+    reference = Store(tmp_path / "reference.duckdb")
+    ingest(reference, [str(path)], fast=False)
+    assert stored(store) == stored(reference)
+    assert len(stored(store)["samples_base"]) == 300

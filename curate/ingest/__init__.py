@@ -8,8 +8,8 @@ bytes, dialect and mapping were ingested completely is skipped; one left partial
 after its last committed row. Load: stream every input's rows through its dialect adapter, gather
 them into batches that may span several small files, and commit each batch in one transaction
 (while the next batch is being mapped, so DuckDB and Python work at the same time). JSON Lines in a
-dialect with a flat form (alpaca, prompt-completion, messages, sharegpt, lima) take a fast path
-(`curate.ingest.flat`) that gives the same rows.
+dialect with a flat form (alpaca, prompt-completion, messages, sharegpt, lima), and `.json` arrays
+of one, take a fast path (`curate.ingest.flat`) that gives the same rows.
 
 A row that cannot be parsed or mapped goes to `quarantine`; an input that cannot be read at all is
 reported as an error and the other inputs still land.
@@ -28,8 +28,8 @@ from tqdm import tqdm
 
 from curate import formats
 from curate.errors import CurateError, FieldError
-from curate.ingest.flat import map_block
-from curate.ingest.readers import BATCH_ROWS, Input, expand, jsonl_blocks, peek, read
+from curate.ingest.flat import map_records
+from curate.ingest.readers import BATCH_ROWS, Input, expand, peek, raw_records, raw_records_of, read
 from curate.ingest.writer import Counts, MappedBatch, apply_mapping, commit, map_rows
 from curate.store import Store
 
@@ -154,12 +154,12 @@ def _load(store: Store, planned: list[tuple[Input, SourceReport]], mapping: Mapp
             if report.status in ("error", "unchanged", "empty"):
                 continue
             dialect = formats.get(report.dialect)
-            flat = fast and dialect.flat is not None and source.format == "jsonl" and not mapping
             try:
-                chunks = jsonl_blocks(source, report.watermark) if flat else read(source, report.watermark)
+                flat = fast and dialect.flat is not None and not mapping and raw_records_of(source)
+                chunks = raw_records(source, report.watermark) if flat else read(source, report.watermark)
                 for chunk in chunks:
                     if flat:
-                        map_block(batch, report.source_id, *chunk, dialect)
+                        map_records(batch, report.source_id, *chunk, dialect)
                     else:
                         map_rows(batch, report.source_id, chunk, dialect.adapt, mapping)
                     if batch.rows >= BATCH_ROWS:
@@ -180,7 +180,7 @@ def ingest(store: Store, paths: list[str], *, dialect: str = "auto", source: str
     """Ingest every input named by `paths`; return one report per input (errors included).
 
     `fast=False` maps every row through its dialect's adapter, even where the fast path for flat
-    JSON Lines (`curate.ingest.flat`) would give the same rows quicker; tests compare the two.
+    records (`curate.ingest.flat`) would give the same rows quicker; tests compare the two.
     """
     if dialect != "auto":
         formats.get(dialect)   # fail fast on a misspelt dialect

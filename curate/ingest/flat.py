@@ -1,5 +1,5 @@
-"""Ingest's fast path: JSON Lines of a dialect with a flat form (alpaca, prompt-completion, messages,
-sharegpt, lima).
+"""Ingest's fast path: JSON Lines, or a `.json` array, of a dialect with a flat form (alpaca,
+prompt-completion, messages, sharegpt, lima).
 
 A plain record (a JSON object whose fields the form maps, of the expected types) is mapped by the
 dialect's `FlatForm` from its field values alone: no Sample, and its turns go into the batch as
@@ -11,22 +11,26 @@ without this path (tests/test_ingest_flat.py holds the two together).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import orjson
 
 from curate.formats import Dialect
 from curate.formats.base import USER_ASSISTANT, pair_id, turns_id
-from curate.ingest.readers import lines_in, numbered_lines, parse_lines
+from curate.ingest.readers import parse_lines
 from curate.ingest.writer import MappedBatch, map_rows, meta_json
 
 
-def map_block(batch: MappedBatch, source_id: str, first: int, block: bytes, dialect: Dialect) -> None:
-    """Map one block of JSON Lines (`first` = its first line's number) into `batch`."""
+def map_records(batch: MappedBatch, source_id: str, records: Iterable[tuple[int, bytes]], last_row: int,
+                dialect: Dialect) -> None:
+    """Map one chunk of `(row number, JSON text)` from `readers.raw_records`, which covers the rows up
+    to `last_row`, into `batch`."""
     fields, turns_of, reserved = dialect.flat.fields, dialect.flat.turns, dialect.flat.reserved
     known = set(fields)
     exchange_id = pair_id(*USER_ASSISTANT)
     loads = orjson.loads
     rows, ids, roles, texts, counts, metas = [], [], [], [], [], []
-    for row, line in numbered_lines(first, block):
+    for row, line in records:
         try:
             record = loads(line)
         except orjson.JSONDecodeError:
@@ -49,5 +53,4 @@ def map_block(batch: MappedBatch, source_id: str, first: int, block: bytes, dial
         counts.append(len(contents))
         metas.append(meta)
     batch.add_flat(source_id, rows, ids, roles, texts, counts, metas)
-    last = first + lines_in(block) - 1
-    batch.last_rows[source_id] = max(batch.last_rows.get(source_id, 0), last)
+    batch.last_rows[source_id] = max(batch.last_rows.get(source_id, 0), last_row)

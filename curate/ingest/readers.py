@@ -11,7 +11,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -186,11 +186,16 @@ def _records_of_document(document: Any, path: str) -> list:
     raise CurateError(f"{path}: expected a JSON array or object, got {type(document).__name__}")
 
 
-def _read_json(path: str, skip_through: int, batch_rows: int) -> Iterator[list[Row]]:
+def _is_json_array(path: str) -> bool:
     with open(path, "rb") as handle:
-        if handle.read(4096).lstrip()[:1] == b"[":
-            yield from _read_json_array(path, skip_through, batch_rows)
-            return
+        return handle.read(4096).lstrip()[:1] == b"["
+
+
+def _read_json(path: str, skip_through: int, batch_rows: int) -> Iterator[list[Row]]:
+    if _is_json_array(path):
+        for elements in _json_array_elements(path, skip_through, batch_rows):
+            yield parse_lines(elements)
+        return
     data = Path(path).read_bytes()
     try:
         document = orjson.loads(data)
@@ -207,11 +212,11 @@ def _read_json(path: str, skip_through: int, batch_rows: int) -> Iterator[list[R
         yield [Row(start + i + 1, record, None, None) for i, record in enumerate(chunk)]
 
 
-def _read_json_array(path: str, skip_through: int, batch_rows: int) -> Iterator[list[Row]]:
-    """A top-level JSON array, `batch_rows` elements at a time: DuckDB's reader hands over each
-    element's text as written, which orjson parses as it would in a whole-file parse. An array that
-    is not valid JSON fails when DuckDB meets the fault (it parses a buffer of elements at a time, so
-    of a large file the buffers before the fault have landed by then)."""
+def _json_array_elements(path: str, skip_through: int, batch_rows: int) -> Iterator[list[tuple[int, bytes]]]:
+    """A top-level JSON array, `batch_rows` elements at a time as `(element number, text)`: DuckDB's
+    reader hands over each element's text as written, which orjson parses as it would in a
+    whole-file parse. An array that is not valid JSON fails when DuckDB meets the fault (it parses a
+    buffer of elements at a time, so of a large file the buffers before the fault have landed by then)."""
     # one thread (the store's writer has the other core) and a bounded buffer: elements up to 64 MB
     connection = duckdb.connect(config={"threads": 1, "memory_limit": "1GB"})
     row_number = skip_through
@@ -221,7 +226,7 @@ def _read_json_array(path: str, skip_through: int, batch_rows: int) -> Iterator[
             "OFFSET $skip", params={"path": path, "skip": skip_through}).to_arrow_reader(batch_rows)
         for batch in elements:
             texts = batch.column(0).to_pylist()
-            yield parse_lines((row_number + i, text.encode()) for i, text in enumerate(texts, 1))
+            yield [(row_number + i, text.encode()) for i, text in enumerate(texts, 1)]
             row_number += len(texts)
     except duckdb.Error as error:
         raise CurateError(f"{path}: not valid JSON after element {row_number} ({str(error).splitlines()[0]})") from error
@@ -352,11 +357,26 @@ def peek(source: Input, rows: int = 100) -> list[Row]:
     return next(read(source, batch_rows=rows), [])[:rows]
 
 
-def jsonl_blocks(source: Input, skip_through: int = 0) -> Iterator[tuple[int, bytes]]:
-    """A JSON Lines input as blocks of whole lines, `(first line number, bytes)`, starting after line
-    `skip_through`; for the fast path (`curate.ingest.flat`), which parses a block in one go."""
+def raw_records_of(source: Input) -> bool:
+    """Whether `raw_records` can read the input: JSON Lines, or a `.json` file that is one array."""
     try:
-        yield from _jsonl_blocks(source.path, skip_through)
+        return source.format == "jsonl" or source.format == "json" and _is_json_array(source.path)
+    except OSError:
+        return False   # `read` reports it
+
+
+def raw_records(source: Input, skip_through: int = 0) -> Iterator[tuple[Iterable[tuple[int, bytes]], int]]:
+    """The input's records unparsed, for the fast path (`curate.ingest.flat`), starting after row
+    `skip_through`: chunks of `(row number, JSON text)`, each with the last row number it covers
+    (a blank line has a number but no record)."""
+    try:
+        if source.format == "jsonl":
+            for first, block in _jsonl_blocks(source.path, skip_through):
+                yield numbered_lines(first, block), first + lines_in(block) - 1
+        else:
+            for elements in _json_array_elements(source.path, skip_through, BATCH_ROWS):
+                if elements:
+                    yield elements, elements[-1][0]
     except OSError as error:
         raise CurateError(f"{source.uri}: cannot read ({type(error).__name__}: {error})") from error
 
