@@ -3,7 +3,8 @@
 A row is `(row_number, record, raw, error)`: the record parsed from the input, or `error` saying why
 it could not be parsed, with `raw` (the original text) kept for quarantine. Readers never hold a
 whole input in memory, except a `.json` file that is an object (`{"train": [...], ...}`): a top-level
-array is streamed element by element (DuckDB's JSON reader splits it).
+array is streamed element by element (DuckDB's JSON reader splits it). JSON Lines and such arrays can
+also be read unparsed (`raw_records`), for ingest's fast path.
 """
 
 from __future__ import annotations
