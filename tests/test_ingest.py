@@ -105,9 +105,13 @@ def test_unreadable_input_is_reported_and_others_land(store, tmp_path):
     good = write_jsonl(tmp_path / "good.jsonl", ALPACA)
     bad = tmp_path / "bad.json"
     bad.write_text("[{not json")
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text(json.dumps(ALPACA, indent=1)[:-30])
     unknown = write_jsonl(tmp_path / "unknown.jsonl", [{"text": "hello"}])
-    reports = by_status(ingest(store, [str(bad), str(tmp_path / "missing.jsonl"), str(good), str(unknown)]))
-    assert "not valid JSON" in reports[str(bad)].error and str(bad) in reports[str(bad)].error
+    reports = by_status(ingest(store, [str(bad), str(truncated), str(tmp_path / "missing.jsonl"), str(good),
+                                       str(unknown)]))
+    for broken in (bad, truncated):
+        assert "not valid JSON" in reports[str(broken)].error and str(broken) in reports[str(broken)].error
     assert "no such file" in reports[str(tmp_path / "missing.jsonl")].error
     assert "cannot tell the dialect" in reports[str(unknown)].error and "text" in reports[str(unknown)].error
     assert reports[str(good)].counts.new == 5

@@ -229,8 +229,10 @@ def _json_array_elements(path: str, skip_through: int, batch_rows: int) -> Itera
             texts = batch.column(0).to_pylist()
             yield [(row_number + i, text.encode()) for i, text in enumerate(texts, 1)]
             row_number += len(texts)
-    except duckdb.Error as error:
-        raise CurateError(f"{path}: not valid JSON after element {row_number} ({str(error).splitlines()[0]})") from error
+    except (duckdb.Error, OSError) as error:   # a fault met while streaming surfaces as Arrow's OSError
+        detail = str(error).splitlines()[0]
+        what = "not valid JSON" if "JSON" in detail else "cannot read"
+        raise CurateError(f"{path}: {what} after element {row_number} ({detail})") from error
     finally:
         connection.close()
 
