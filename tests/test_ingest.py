@@ -106,15 +106,41 @@ def test_unreadable_input_is_reported_and_others_land(store, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("[{not json")
     truncated = tmp_path / "truncated.json"
-    truncated.write_text(json.dumps(ALPACA, indent=1)[:-30])
+    truncated.write_text(json.dumps([{**r, "output": f"{r['output']} (copy)"} for r in ALPACA], indent=1)[:-30])
     unknown = write_jsonl(tmp_path / "unknown.jsonl", [{"text": "hello"}])
     reports = by_status(ingest(store, [str(bad), str(truncated), str(tmp_path / "missing.jsonl"), str(good),
                                        str(unknown)]))
     for broken in (bad, truncated):
         assert "not valid JSON" in reports[str(broken)].error and str(broken) in reports[str(broken)].error
+    assert reports[str(truncated)].counts.new == len(ALPACA) - 1   # every element before the cut lands
     assert "no such file" in reports[str(tmp_path / "missing.jsonl")].error
     assert "cannot tell the dialect" in reports[str(unknown)].error and "text" in reports[str(unknown)].error
     assert reports[str(good)].counts.new == 5
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_broken_json_array_lands_every_element_before_the_fault(tmp_path, monkeypatch, fast):
+    from curate.ingest import json_array
+    from curate.store import Store
+
+    # small buffers and windows: DuckDB hands over some buffers before the fault, the fallback reads on
+    monkeypatch.setattr(json_array, "MAX_ELEMENT_BYTES", 256)
+    records = [{"instruction": f"task {i}", "output": "answer " + "x" * (i % 40)} for i in range(40)]
+    text = json.dumps(records, indent=1).replace('"task 25"', '"task 25', 1)   # element 26 broken
+    path = tmp_path / "broken.json"
+    path.write_text(text)
+    store = Store(tmp_path / "broken.duckdb")
+    for attempt in range(2):   # a re-run resumes after the committed elements and stops at the same place
+        (report,) = ingest(store, [str(path)], fast=fast)
+        assert report.status == "error" and "not valid JSON in element 26" in report.error
+        assert "25 elements before it were read" in report.error and str(path) in report.error
+        assert count(store, "SELECT count(*) FROM samples") == 25
+        assert count(store, "SELECT count(DISTINCT row_number) FROM sample_sources") == 25
+        assert count(store, "SELECT count(*) FROM sample_sources") == 25
+    assert count(store, "SELECT watermark FROM sources") == 25
+    path.write_text(text[:text.index('"task 39"') + 4])   # truncated mid-element: the same up to the cut
+    (report,) = ingest(Store(tmp_path / "truncated.duckdb"), [str(path)], fast=fast)
+    assert report.status == "error" and "element 26" in report.error
 
 
 def test_explicit_dialect_and_field_mapping(store, tmp_path):

@@ -3,7 +3,7 @@
 A row is `(row_number, record, raw, error)`: the record parsed from the input, or `error` saying why
 it could not be parsed, with `raw` (the original text) kept for quarantine. Readers never hold a
 whole input in memory, except a `.json` file that is an object (`{"train": [...], ...}`): a top-level
-array is streamed element by element (DuckDB's JSON reader splits it). JSON Lines and such arrays can
+array is streamed element by element (`curate.ingest.json_array`). JSON Lines and such arrays can
 also be read unparsed (`raw_records`), for ingest's fast path.
 """
 
@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import duckdb
 import orjson
 
 from curate.errors import CurateError
+from curate.ingest import json_array
 
 BATCH_ROWS = 50_000          # rows per committed batch (two in memory at once: one mapped, one written)
 BATCH_BYTES = 16 << 20       # bytes of JSON Lines read at a time
@@ -194,7 +194,7 @@ def _is_json_array(path: str) -> bool:
 
 def _read_json(path: str, skip_through: int, batch_rows: int) -> Iterator[list[Row]]:
     if _is_json_array(path):
-        for elements in _json_array_elements(path, skip_through, batch_rows):
+        for elements in json_array.elements(path, skip_through, batch_rows):
             yield parse_lines(elements)
         return
     data = Path(path).read_bytes()
@@ -211,30 +211,6 @@ def _read_json(path: str, skip_through: int, batch_rows: int) -> Iterator[list[R
     for start in range(skip_through, len(records), batch_rows):
         chunk = records[start:start + batch_rows]
         yield [Row(start + i + 1, record, None, None) for i, record in enumerate(chunk)]
-
-
-def _json_array_elements(path: str, skip_through: int, batch_rows: int) -> Iterator[list[tuple[int, bytes]]]:
-    """A top-level JSON array, `batch_rows` elements at a time as `(element number, text)`: DuckDB's
-    reader hands over each element's text as written, which orjson parses as it would in a
-    whole-file parse. An array that is not valid JSON fails when DuckDB meets the fault (it parses a
-    buffer of elements at a time, so of a large file the buffers before the fault have landed by then)."""
-    # one thread (the store's writer has the other core) and a bounded buffer: elements up to 64 MB
-    connection = duckdb.connect(config={"threads": 1, "memory_limit": "1GB"})
-    row_number = skip_through
-    try:
-        elements = connection.sql(
-            "SELECT json FROM read_json_objects($path, format = 'array', maximum_object_size = 67108864) "
-            "OFFSET $skip", params={"path": path, "skip": skip_through}).to_arrow_reader(batch_rows)
-        for batch in elements:
-            texts = batch.column(0).to_pylist()
-            yield [(row_number + i, text.encode()) for i, text in enumerate(texts, 1)]
-            row_number += len(texts)
-    except (duckdb.Error, OSError) as error:   # a fault met while streaming surfaces as Arrow's OSError
-        detail = str(error).splitlines()[0]
-        what = "not valid JSON" if "JSON" in detail else "cannot read"
-        raise CurateError(f"{path}: {what} after element {row_number} ({detail})") from error
-    finally:
-        connection.close()
 
 
 def _read_arrow_batches(batches, skip_through: int) -> Iterator[list[Row]]:
@@ -377,7 +353,7 @@ def raw_records(source: Input, skip_through: int = 0) -> Iterator[tuple[Iterable
             for first, block in _jsonl_blocks(source.path, skip_through):
                 yield numbered_lines(first, block), first + lines_in(block) - 1
         else:
-            for elements in _json_array_elements(source.path, skip_through, BATCH_ROWS):
+            for elements in json_array.elements(source.path, skip_through, BATCH_ROWS):
                 if elements:
                     yield elements, elements[-1][0]
     except OSError as error:
