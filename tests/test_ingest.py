@@ -133,7 +133,7 @@ def test_a_broken_json_array_lands_every_element_before_the_fault(tmp_path, monk
     for attempt in range(2):   # a re-run resumes after the committed elements and stops at the same place
         (report,) = ingest(store, [str(path)], fast=fast)
         assert report.status == "error" and "not valid JSON in element 26" in report.error
-        assert "25 elements before it were read" in report.error and str(path) in report.error
+        assert "the elements before it (25) were read" in report.error and str(path) in report.error
         assert count(store, "SELECT count(*) FROM samples") == 25
         assert count(store, "SELECT count(DISTINCT row_number) FROM sample_sources") == 25
         assert count(store, "SELECT count(*) FROM sample_sources") == 25

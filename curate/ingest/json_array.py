@@ -101,8 +101,8 @@ def _each_element(path: str, fault: str) -> Iterator[tuple[int, bytes]]:
         window = _Window(handle)
 
         def stop(reason: str) -> CurateError:
-            return CurateError(f"{path}: not valid JSON in element {number + 1} ({reason}); the {number} "
-                               f"elements before it were read (DuckDB: {fault})")
+            return CurateError(f"{path}: not valid JSON in element {number + 1} ({reason}); the elements "
+                               f"before it ({number}) were read (DuckDB: {fault})")
 
         try:
             window.more()
@@ -119,6 +119,8 @@ def _each_element(path: str, fault: str) -> Iterator[tuple[int, bytes]]:
                     cut = end == len(window.text) and not window.at_end   # a number at the window's edge may go on
                 except json.JSONDecodeError as error:
                     cut, reason = True, f"{error.msg} character {window.dropped + error.pos}"
+                except RecursionError:
+                    raise stop("nested too deeply for Python's decoder") from None
                 if cut:   # read on and try again, while the element may still fit
                     if len(window.text) - window.at < 2 * MAX_ELEMENT_BYTES and window.more():
                         continue
