@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import resource
 import threading
 import time
@@ -25,6 +26,7 @@ class Phase:
     peak_rss: int = 0        # highest RSS sampled during the phase
     start_rss: int = 0
     cpu_seconds: float = 0.0  # user + system time of all this process's threads during the phase
+    machine_cpu_seconds: float = 0.0  # busy time of all the machine's cores (worker processes too)
 
     @property
     def growth(self) -> int:
@@ -45,12 +47,13 @@ def measure(name: str, interval: float = 0.02):
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    started, cpu_started = time.perf_counter(), _cpu_seconds()
+    started, cpu_started, machine_started = time.perf_counter(), _cpu_seconds(), _machine_cpu_seconds()
     try:
         yield phase
     finally:
         phase.seconds = time.perf_counter() - started
         phase.cpu_seconds = _cpu_seconds() - cpu_started
+        phase.machine_cpu_seconds = _machine_cpu_seconds() - machine_started
         done.set()
         sampler.join()
         phase.peak_rss = max(phase.peak_rss, rss_bytes())
@@ -59,6 +62,16 @@ def measure(name: str, interval: float = 0.02):
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def _machine_cpu_seconds() -> float:
+    """Busy time of all cores since boot (/proc/stat: all but idle and iowait), 0 where unknown."""
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(value) for value in stat.readline().split()[1:]]
+    except OSError:
+        return 0.0
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def mb(n: int) -> str:

@@ -21,11 +21,14 @@ def ingest_command(
     field: list[str] = typer.Option([], "--field", help="Rename a field first: CANONICAL=PATH (repeatable)."),
     license: str = typer.Option(None, "--license", help="License of the data, recorded with the source."),
     strict: bool = typer.Option(False, "--strict", help="Exit non-zero if any row was quarantined."),
+    workers: int = typer.Option(None, "--workers", min=1,
+                                help="Processes that map large JSON Lines inputs (default: one per core, up to 3; "
+                                     "1: map in this process)."),
 ) -> None:
     """Ingest instruction or trajectory data. Bad rows go to quarantine; good rows always land."""
     store = store_of(ctx)
     reports = ingest(store, paths, dialect=dialect, source=source, mapping=parse_mapping(field),
-                     license=license, log=lambda message: err_console.print(message, markup=False))
+                     license=license, log=lambda message: err_console.print(message, markup=False), workers=workers)
 
     groups: dict[tuple, dict] = defaultdict(lambda: defaultdict(int))
     for report in reports:
