@@ -15,7 +15,8 @@ import time
 import pytest
 
 from curate.ingest import ingest
-from curate.ingest.workers import MapperPool, line_start
+from curate.ingest.readers import line_start
+from curate.ingest.workers import MapperPool
 from curate.store import Store
 from tests.conftest import crash_on_commit
 from tests.test_ingest_flat import (

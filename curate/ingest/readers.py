@@ -143,20 +143,35 @@ def parse_lines(lines) -> list[Row]:
 
 
 def _jsonl_blocks(path: str, skip_through: int) -> Iterator[tuple[int, bytes]]:
-    line_number = 0
+    line_number = skip_through
     with open(path, "rb") as handle:
+        handle.seek(line_start(path, skip_through))
         while block := handle.read(BATCH_BYTES):
             block += handle.readline()        # end on a line boundary
-            first = line_number + 1
+            yield line_number + 1, block
             line_number += lines_in(block)
-            if line_number <= skip_through:
+
+
+def line_start(path: str, lines_before: int) -> int:
+    """Byte offset at which the line after the first `lines_before` lines begins (the file's size
+    if it has no more): where reading resumes after a watermark."""
+    offset = 0
+    with open(path, "rb") as handle:
+        while lines_before and (block := handle.read(BATCH_BYTES)):
+            newlines = block.count(b"\n")
+            if newlines < lines_before:
+                offset, lines_before = offset + len(block), lines_before - newlines
                 continue
-            if first <= skip_through:         # resuming inside this block: drop the lines committed
-                cut = 0
-                for _ in range(skip_through - first + 1):
-                    cut = block.index(b"\n", cut) + 1
-                block, first = block[cut:], skip_through + 1
-            yield first, block
+            end = -1
+            for _ in range(lines_before):
+                end = block.index(b"\n", end + 1)
+            return offset + end + 1
+    return offset
+
+
+def cannot_read(uri: str, error: Exception) -> CurateError:
+    """The error for an input that cannot be read at all."""
+    return CurateError(f"{uri}: cannot read ({type(error).__name__}: {error})")
 
 
 def lines_in(block: bytes) -> int:
@@ -357,7 +372,7 @@ def raw_records(source: Input, skip_through: int = 0) -> Iterator[tuple[Iterable
                 if elements:
                     yield elements, elements[-1][0]
     except OSError as error:
-        raise CurateError(f"{source.uri}: cannot read ({type(error).__name__}: {error})") from error
+        raise cannot_read(source.uri, error) from error
 
 
 def read(source: Input, skip_through: int = 0, batch_rows: int = BATCH_ROWS) -> Iterator[list[Row]]:
@@ -382,4 +397,4 @@ def read(source: Input, skip_through: int = 0, batch_rows: int = BATCH_ROWS) -> 
     except CurateError:
         raise
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise CurateError(f"{source.uri}: cannot read ({type(error).__name__}: {error})") from error
+        raise cannot_read(source.uri, error) from error

@@ -31,7 +31,7 @@ import pyarrow as pa
 from curate import formats
 from curate.errors import CurateError
 from curate.ingest.flat import map_records
-from curate.ingest.readers import BATCH_BYTES, lines_in, numbered_lines
+from curate.ingest.readers import cannot_read, line_start, lines_in, numbered_lines
 from curate.ingest.writer import MappedBatch
 
 PIECE_BYTES = 16 << 20        # bytes of JSON Lines per piece
@@ -57,23 +57,6 @@ class Piece:
     end: int
 
 
-def line_start(path: str, lines_before: int) -> int:
-    """Byte offset at which the line after the first `lines_before` lines begins (the file's size
-    if it has no more)."""
-    offset = 0
-    with open(path, "rb") as handle:
-        while lines_before and (block := handle.read(BATCH_BYTES)):
-            newlines = block.count(b"\n")
-            if newlines < lines_before:
-                offset, lines_before = offset + len(block), lines_before - newlines
-                continue
-            end = -1
-            for _ in range(lines_before):
-                end = block.index(b"\n", end + 1)
-            return offset + end + 1
-    return offset
-
-
 def pieces(path: str, uri: str, source_id: str, dialect: str, skip_through: int) -> Iterator[Piece]:
     """The input's rows after line `skip_through`, cut into pieces that end on a line boundary."""
     try:
@@ -87,7 +70,7 @@ def pieces(path: str, uri: str, source_id: str, dialect: str, skip_through: int)
                 yield Piece(source_id, dialect, uri, path, start, end)
                 start = end
     except OSError as error:
-        raise CurateError(f"{uri}: cannot read ({type(error).__name__}: {error})") from error
+        raise cannot_read(uri, error) from error
 
 
 def map_piece(piece: Piece, spool: str) -> tuple[MappedBatch, str | None]:
@@ -98,7 +81,7 @@ def map_piece(piece: Piece, spool: str) -> tuple[MappedBatch, str | None]:
             handle.seek(piece.start)
             block = handle.read(piece.end - piece.start)
     except OSError as error:
-        raise CurateError(f"{piece.uri}: cannot read ({type(error).__name__}: {error})") from error
+        raise cannot_read(piece.uri, error) from error
     batch = MappedBatch()
     map_records(batch, piece.source_id, numbered_lines(1, block), lines_in(block), formats.get(piece.dialect))
     batch._seen = set()     # the main process keeps its own; no need to ship this one
@@ -163,8 +146,9 @@ class MapperPool:
         try:
             batch, path = future.result()
         except BrokenProcessPool as error:
-            raise RuntimeError("an ingest worker process died (out of memory?); the batches committed "
-                               "stay, and running the ingest again resumes after them") from error
+            raise RuntimeError("an ingest worker process died: out of memory, or the script that called "
+                               "ingest() lacks an `if __name__ == \"__main__\":` guard (workers import it). "
+                               "The batches committed stay; running the ingest again resumes after them") from error
         if path is not None:   # the table maps the file; unlinked, it lives until the table goes
             batch.flat_samples = [pa.ipc.open_file(pa.memory_map(path)).read_all()]
             os.unlink(path)
