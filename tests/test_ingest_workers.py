@@ -81,6 +81,28 @@ def test_real_t0_lands_the_same_through_workers(tmp_path, shared_data, monkeypat
     assert all(status == "complete" for _, _, status, *_ in workers["sources"])
 
 
+def test_batches_of_long_samples_end_on_bytes_and_land_the_same(tmp_path, shared_data, monkeypatch):
+    from curate.ingest import writer
+
+    bound, chunk = 256 << 10, 32 << 10
+    monkeypatch.setattr("curate.ingest.POOL_MIN_BYTES", 0)
+    monkeypatch.setattr("curate.ingest.workers.PIECE_BYTES", chunk)     # pieces of 32 KB
+    monkeypatch.setattr("curate.ingest.readers.BATCH_BYTES", chunk)     # blocks of 32 KB in-process
+    monkeypatch.setattr("curate.ingest.BATCH_SAMPLE_BYTES", bound)
+    committed = []
+    monkeypatch.setattr("curate.ingest.commit", lambda con, batch: (
+        committed.append((batch.rows, batch.sample_bytes)), writer.commit(con, batch))[1])
+    lima = shared_data / "instruct" / "lima_train.jsonl"    # 1,030 rows in 3 MB: long answers
+    workers, one, adapter = three_ways(tmp_path, [str(lima)])
+    assert workers == one == adapter
+    assert len(workers["samples_base"]) > 1000
+    # each way's batches end once their samples pass the bound (the last chunk added may overshoot it),
+    # long before BATCH_ROWS rows
+    assert len(committed) >= 3 * lima.stat().st_size // (bound + 2 * chunk)
+    assert all(rows < 400 and sample_bytes < bound + 2 * chunk for rows, sample_bytes in committed)
+    assert sum(sample_bytes for _, sample_bytes in committed) > 3 * 0.8 * lima.stat().st_size
+
+
 def test_a_crash_with_workers_resumes_mid_file_and_lands_as_in_one_go(tmp_path, monkeypatch, small_pieces):
     from curate.ingest import writer
 
@@ -133,7 +155,7 @@ def test_line_start(tmp_path):
     assert [line_start(str(path), n) for n in range(7)] == [0, 2, 3, 6, 9, 13, 13]
 
 
-def test_workers_exit_when_the_process_that_started_them_is_killed(tmp_path):
+def test_workers_exit_and_remove_the_spool_when_the_process_that_started_them_is_killed(tmp_path):
     script = textwrap.dedent("""
         import os, sys, time
         from curate.ingest.workers import MapperPool
@@ -141,20 +163,22 @@ def test_workers_exit_when_the_process_that_started_them_is_killed(tmp_path):
         if __name__ == "__main__":
             with MapperPool(2) as pool:
                 pids = {pool._executor.submit(os.getpid).result() for _ in range(20)}
-                print(" ".join(map(str, pids)), flush=True)
+                print(pool._spool, " ".join(map(str, pids)), flush=True)
                 time.sleep(60)
     """)
     (tmp_path / "starter.py").write_text(script)
     starter = subprocess.Popen([sys.executable, str(tmp_path / "starter.py")], stdout=subprocess.PIPE, text=True,
                                cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()})
-    worker_pids = [int(pid) for pid in starter.stdout.readline().split()]
-    assert worker_pids and starter.pid not in worker_pids
+    spool, *worker_pids = starter.stdout.readline().split()
+    worker_pids = [int(pid) for pid in worker_pids]
+    assert worker_pids and starter.pid not in worker_pids and os.path.isdir(spool)
     starter.send_signal(signal.SIGKILL)
     starter.wait()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(_alive(pid) for pid in worker_pids):
         time.sleep(0.2)
     assert not any(_alive(pid) for pid in worker_pids)
+    assert not os.path.exists(spool)     # the workers took the spool folder with them
 
 
 def _alive(pid: int) -> bool:

@@ -19,8 +19,9 @@ reported as an error and the other inputs still land.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -32,7 +33,17 @@ from tqdm import tqdm
 from curate import formats
 from curate.errors import CurateError, FieldError
 from curate.ingest.flat import map_records
-from curate.ingest.readers import BATCH_ROWS, Input, expand, peek, raw_records, raw_records_of, read
+from curate.ingest.readers import (
+    BATCH_ROWS,
+    BATCH_SAMPLE_BYTES,
+    Input,
+    Row,
+    expand,
+    peek,
+    raw_records,
+    raw_records_of,
+    read,
+)
 from curate.ingest.workers import PIECE_BYTES, POOL_MIN_BYTES, MapperPool, default_workers, pieces
 from curate.ingest.writer import Counts, MappedBatch, apply_mapping, commit, map_rows
 from curate.store import Store
@@ -58,9 +69,10 @@ def _source_id(name: str, uri: str, sha256: str | None, dialect: str, mapping: M
     return hashlib.sha256(key).hexdigest()[:16]
 
 
-def _detect(source: Input, first: list, mapping: Mapping | None) -> formats.Dialect:
-    keys = None
-    for row in first:
+def _detect(source: Input, first: Iterable[Row], mapping: Mapping | None) -> formats.Dialect:
+    """The dialect of the first of `first` rows that shows one (they are read only that far)."""
+    keys, seen = None, 0
+    for seen, row in enumerate(first, start=1):
         if row.error is not None:
             continue
         try:
@@ -72,7 +84,7 @@ def _detect(source: Input, first: list, mapping: Mapping | None) -> formats.Dial
             return dialect
         keys = sorted(record) if isinstance(record, Mapping) else type(record).__name__
     raise CurateError(
-        f"{source.uri}: cannot tell the dialect from the first {len(first)} rows "
+        f"{source.uri}: cannot tell the dialect from the first {seen} rows "
         f"(keys seen: {keys}); pass --dialect, one of {', '.join(formats.DIALECTS)}"
     )
 
@@ -87,11 +99,13 @@ def _plan(store: Store, inputs: list[Input], dialect: str, name: str | None, map
             report = SourceReport(uri=source.uri, name=name or source.group)
             try:
                 first = peek(source)
-                if not first:
+                row = next(first, None)
+                if row is None:
                     report.status = "empty"
                     planned.append((source, report))
                     continue
-                chosen = _detect(source, first, mapping) if dialect == "auto" else formats.get(dialect)
+                chosen = (_detect(source, itertools.chain([row], first), mapping) if dialect == "auto"
+                          else formats.get(dialect))
                 if dialect == "auto":
                     detected[(report.name, chosen.name)] = detected.get((report.name, chosen.name), 0) + 1
                 report.dialect = chosen.name
@@ -134,8 +148,9 @@ def _plan(store: Store, inputs: list[Input], dialect: str, name: str | None, map
 
 
 class _Batches:
-    """Gathers mapped rows into batches of about BATCH_ROWS and commits each in a writer thread while
-    the next is being mapped (one batch in flight at a time bounds memory)."""
+    """Gathers mapped rows into batches of about BATCH_ROWS (fewer where their samples come to
+    BATCH_SAMPLE_BYTES) and commits each in a writer thread while the next is being mapped (one batch
+    in flight at a time bounds memory)."""
 
     def __init__(self, store: Store, reports: dict[str, SourceReport], writer: ThreadPoolExecutor, progress: tqdm):
         self.store, self.reports, self.writer, self.progress = store, reports, writer, progress
@@ -148,7 +163,7 @@ class _Batches:
                 self.reports[source_id].counts.add(counts)
 
     def flush_if_full(self) -> None:
-        if self.batch.rows >= BATCH_ROWS:
+        if self.batch.rows >= BATCH_ROWS or self.batch.sample_bytes >= BATCH_SAMPLE_BYTES:
             self._submit()
 
     def _submit(self) -> None:

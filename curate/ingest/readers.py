@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from curate.errors import CurateError
 from curate.ingest import json_array
 
 BATCH_ROWS = 50_000          # rows per committed batch (two in memory at once: one mapped, one written)
+BATCH_SAMPLE_BYTES = 128 << 20  # or fewer rows, once their samples hold this many bytes (long documents)
 BATCH_BYTES = 16 << 20       # bytes of JSON Lines read at a time
 FILE_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv",
                  ".txt": "text"}
@@ -337,18 +339,15 @@ def _read_hf_hub(source: Input, skip_through: int, batch_rows: int) -> Iterator[
     yield from _read_arrow_batches(dataset.data.to_batches(max_chunksize=batch_rows), skip_through)
 
 
-def peek(source: Input, rows: int = 100) -> list[Row]:
-    """The first few rows of an input, for detecting its dialect."""
+def peek(source: Input, rows: int = 100) -> Iterator[Row]:
+    """The first rows of an input (up to `rows`), read lazily: detecting a dialect usually needs one."""
     if source.format == "jsonl":
-        first: list[Row] = []
         with open(source.path, "rb") as handle:
-            for line_number, line in enumerate(handle, start=1):
-                if line.strip():
-                    first += parse_lines([(line_number, line)])
-                if len(first) >= rows:
-                    break
-        return first
-    return next(read(source, batch_rows=rows), [])[:rows]
+            numbered = ((n, line) for n, line in enumerate(handle, start=1) if line.strip())
+            for pair in itertools.islice(numbered, rows):
+                yield from parse_lines([pair])
+        return
+    yield from next(read(source, batch_rows=rows), [])[:rows]
 
 
 def raw_records_of(source: Input) -> bool:

@@ -96,7 +96,7 @@ def map_piece(piece: Piece, spool: str) -> tuple[MappedBatch, str | None]:
     return batch, path
 
 
-def _start_worker(main_pid: int) -> None:
+def _start_worker(main_pid: int, spool: str) -> None:
     gc.disable()   # mapping allocates many short-lived containers and no cycles to collect
     # The main process's writer is the slower stage: let it have the cores it needs (nice 15 gave the
     # 10x T0 benchmark 3-8% over nice 5, and nice 19 less than 15).
@@ -104,12 +104,14 @@ def _start_worker(main_pid: int) -> None:
 
     def exit_when_main_is_gone() -> None:
         # The pool cannot tell a worker that its main process died (the fork server outlives it
-        # while workers hold its pipe), so each worker looks for itself.
+        # while workers hold its pipe), so each worker looks for itself, and takes the spool folder
+        # with it: a killed ingest would otherwise leave up to a few hundred MB of mapped pieces.
         while True:
             time.sleep(1.0)
             try:
                 os.kill(main_pid, 0)
             except ProcessLookupError:
+                shutil.rmtree(spool, ignore_errors=True)
                 os._exit(1)
 
     threading.Thread(target=exit_when_main_is_gone, daemon=True).start()
@@ -127,7 +129,7 @@ class MapperPool:
         # pandas too: pyarrow imports it on first use where it is installed, a quarter of a second each
         context.set_forkserver_preload([__name__, "pandas"])
         self._executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker,
-                                             initargs=(os.getpid(),))
+                                             initargs=(os.getpid(), self._spool))
         # Start the fork server and the workers now, in the background, while the caller plans.
         self._starting = threading.Thread(target=lambda: [self._executor.submit(os.getpid) for _ in range(self.workers)])
         self._starting.start()

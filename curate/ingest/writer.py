@@ -109,6 +109,7 @@ class MappedBatch:
     completed: list[str] = field(default_factory=list)       # sources whose last row is in this batch
     flat_samples: list[pa.Table] = field(default_factory=list)  # from add_flat, already as columns
     flat_owners: list[tuple[list[str], str]] = field(default_factory=list)   # (ids, source) per table
+    sample_bytes: int = 0      # about how many bytes its samples hold: long documents end a batch early
     _seen: set[str] = field(default_factory=set)
 
     @property
@@ -131,6 +132,7 @@ class MappedBatch:
         for message in sample.messages:
             self.roles.append(message["role"])
             self.contents.append(message["content"])
+            self.sample_bytes += len(message["content"])
         self.offsets.append(len(self.contents))
         for label, origin in sample.labels:
             self.related["labels"].append({"sample_id": sid, "label": label, "origin": origin})
@@ -175,14 +177,16 @@ class MappedBatch:
             pa.array(offsets),
             pa.StructArray.from_arrays([pa.array(roles, pa.string()), pa.array(texts, pa.string())],
                                        fields=list(MESSAGE_TYPE)))
-        self.flat_samples.append(pa.table({
+        table = pa.table({
             "sample_id": pa.array(ids, pa.string()),
             "kind": pa.array(["instruction"] * count, pa.string()),
             "messages": messages,
             "gold_answer": pa.nulls(count, pa.string()),
             "meta": pa.array(metas, pa.string()),
-        }))
+        })
+        self.flat_samples.append(table)
         self.flat_owners.append((ids, source_id))
+        self.sample_bytes += table.nbytes
 
     def merge(self, other: MappedBatch, row_offset: int = 0) -> None:
         """Add the rows of `other`, mapped apart (by a worker process), after this batch's rows, as if
@@ -217,6 +221,7 @@ class MappedBatch:
             self._seen.update(ids)
             self.flat_samples.append(samples)
             self.flat_owners.append((ids, source_id))
+        self.sample_bytes += other.sample_bytes
         self.quarantine += [{**row, "row_number": shifted(row["row_number"])} for row in other.quarantine]
         for source_id, row in other.last_rows.items():
             self.last_rows[source_id] = max(self.last_rows.get(source_id, 0), shifted(row))
