@@ -89,9 +89,13 @@ def test_batches_of_long_samples_end_on_bytes_and_land_the_same(tmp_path, shared
     monkeypatch.setattr("curate.ingest.workers.PIECE_BYTES", chunk)     # pieces of 32 KB
     monkeypatch.setattr("curate.ingest.readers.BATCH_BYTES", chunk)     # blocks of 32 KB in-process
     monkeypatch.setattr("curate.ingest.BATCH_SAMPLE_BYTES", bound)
-    committed = []
-    monkeypatch.setattr("curate.ingest.commit", lambda con, batch: (
-        committed.append((batch.rows, batch.sample_bytes)), writer.commit(con, batch))[1])
+    committed = []   # (rows, sample bytes) of each batch committed
+
+    def recording_commit(con, batch):
+        committed.append((batch.rows, batch.sample_bytes))
+        return writer.commit(con, batch)
+
+    monkeypatch.setattr("curate.ingest.commit", recording_commit)
     lima = shared_data / "instruct" / "lima_train.jsonl"    # 1,030 rows in 3 MB: long answers
     workers, one, adapter = three_ways(tmp_path, [str(lima)])
     assert workers == one == adapter
