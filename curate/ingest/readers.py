@@ -144,14 +144,16 @@ def parse_lines(lines) -> list[Row]:
     return rows
 
 
-def _jsonl_blocks(path: str, skip_through: int) -> Iterator[tuple[int, bytes]]:
+def _jsonl_blocks(path: str, skip_through: int) -> Iterator[tuple[int, list[bytes]]]:
+    """The input's lines after line `skip_through`, in blocks of about BATCH_BYTES, each with the
+    number of its first line."""
     line_number = skip_through
     with open(path, "rb") as handle:
         handle.seek(line_start(path, skip_through))
         while block := handle.read(BATCH_BYTES):
-            block += handle.readline()        # end on a line boundary
-            yield line_number + 1, block
-            line_number += lines_in(block)
+            lines = block_lines(block + handle.readline())   # end on a line boundary
+            yield line_number + 1, lines
+            line_number += len(lines)
 
 
 def line_start(path: str, lines_before: int) -> int:
@@ -176,22 +178,23 @@ def cannot_read(uri: str, error: Exception) -> CurateError:
     return CurateError(f"{uri}: cannot read ({type(error).__name__}: {error})")
 
 
-def lines_in(block: bytes) -> int:
-    """How many lines a block of whole lines holds (the last may lack its newline)."""
-    return block.count(b"\n") + (not block.endswith(b"\n"))
-
-
-def numbered_lines(first: int, block: bytes) -> Iterator[tuple[int, bytes]]:
-    """The non-blank lines of a block of JSON Lines, with their line numbers."""
+def block_lines(block: bytes) -> list[bytes]:
+    """The lines of a block of whole lines (the last may lack its newline), blank ones included: its
+    one pass, which also counts them."""
     lines = block.split(b"\n")
     if block.endswith(b"\n"):
         lines.pop()
+    return lines
+
+
+def numbered_lines(first: int, lines: list[bytes]) -> Iterator[tuple[int, bytes]]:
+    """The non-blank `lines` of a block of JSON Lines, with their line numbers (the first is `first`)."""
     return ((n, line) for n, line in enumerate(lines, start=first) if line and not line.isspace())
 
 
 def _read_jsonl(path: str, skip_through: int) -> Iterator[list[Row]]:
-    for first, block in _jsonl_blocks(path, skip_through):
-        yield parse_lines(numbered_lines(first, block))
+    for first, lines in _jsonl_blocks(path, skip_through):
+        yield parse_lines(numbered_lines(first, lines))
 
 
 def _records_of_document(document: Any, path: str) -> list:
@@ -364,8 +367,8 @@ def raw_records(source: Input, skip_through: int = 0) -> Iterator[tuple[Iterable
     (a blank line has a number but no record)."""
     try:
         if source.format == "jsonl":
-            for first, block in _jsonl_blocks(source.path, skip_through):
-                yield numbered_lines(first, block), first + lines_in(block) - 1
+            for first, lines in _jsonl_blocks(source.path, skip_through):
+                yield numbered_lines(first, lines), first + len(lines) - 1
         else:
             for elements in json_array.elements(source.path, skip_through, BATCH_ROWS):
                 if elements:

@@ -31,7 +31,7 @@ import pyarrow as pa
 from curate import formats
 from curate.errors import CurateError
 from curate.ingest.flat import map_records
-from curate.ingest.readers import cannot_read, line_start, lines_in, numbered_lines
+from curate.ingest.readers import block_lines, cannot_read, line_start, numbered_lines
 from curate.ingest.writer import MappedBatch
 
 PIECE_BYTES = 16 << 20        # bytes of JSON Lines per piece
@@ -82,8 +82,9 @@ def map_piece(piece: Piece, spool: str) -> tuple[MappedBatch, str | None]:
             block = handle.read(piece.end - piece.start)
     except OSError as error:
         raise cannot_read(piece.uri, error) from error
-    batch = MappedBatch()
-    map_records(batch, piece.source_id, numbered_lines(1, block), lines_in(block), formats.get(piece.dialect))
+    batch, lines = MappedBatch(), block_lines(block)
+    del block   # the lines hold a copy
+    map_records(batch, piece.source_id, numbered_lines(1, lines), len(lines), formats.get(piece.dialect))
     batch._seen = set()     # the main process keeps its own; no need to ship this one
     if not batch.flat_samples:
         return batch, None

@@ -227,11 +227,12 @@ class MappedBatch:
             self.last_rows[source_id] = max(self.last_rows.get(source_id, 0), shifted(row))
         self.completed += other.completed
 
-    def owners_by_id(self) -> dict[str, str]:
-        owners = dict(zip(self.ids, self.owners))
+    def owners_column(self) -> pa.Array:
+        """The source credited with each row of `samples_table()`, in its order."""
+        owners = list(self.owners)
         for ids, source_id in self.flat_owners:
-            owners.update(dict.fromkeys(ids, source_id))
-        return owners
+            owners += [source_id] * len(ids)
+        return pa.array(owners, pa.string())
 
     def add_quarantine(self, source_id: str, row: Row, field_name: str | None, reason: str) -> None:
         self.quarantine.append({"source_id": source_id, "row_number": row.row_number, "field": field_name,
@@ -270,13 +271,14 @@ def commit(con: duckdb.DuckDBPyConnection, batch: MappedBatch) -> dict[str, Coun
     """Write one batch inside the caller's transaction; advance each source's counters and watermark."""
     # The ids first, then a plain insert of the new samples: an INSERT fed by the ANTI JOIN itself
     # costs a quarter more time and makes the file a third larger (benchmarks/ingest.py).
-    samples = batch.samples_table()
+    samples, owners = batch.samples_table(), batch.owners_column()
     con.register("batch_ids", samples.select(["sample_id"]))
     new_ids = con.sql("SELECT b.sample_id FROM batch_ids b ANTI JOIN samples_base s ON s.sample_id = b.sample_id"
                       ).to_arrow_table()["sample_id"].combine_chunks()
     con.unregister("batch_ids")
     if len(new_ids) < len(samples):
-        samples = samples.filter(pc.is_in(samples["sample_id"], value_set=new_ids))
+        is_new = pc.is_in(samples["sample_id"], value_set=new_ids)
+        samples, owners = samples.filter(is_new), owners.filter(is_new)
     con.register("batch_samples", samples)
     con.execute("INSERT INTO samples_base SELECT *, current_timestamp FROM batch_samples")
     con.unregister("batch_samples")
@@ -307,9 +309,9 @@ def commit(con: duckdb.DuckDBPyConnection, batch: MappedBatch) -> dict[str, Coun
             con.unregister("batch_related")
 
     counts: dict[str, Counts] = defaultdict(Counts)
-    owner = batch.owners_by_id()
-    for sid in new_ids.to_pylist():
-        counts[owner[sid]].new += 1
+    new_per_source = pc.value_counts(owners)   # counted in C, not per row
+    for source_id, new in zip(new_per_source.field("values").to_pylist(), new_per_source.field("counts").to_pylist()):
+        counts[source_id].new += new
     for source_id, read in Counter(batch.provenance_sources).items():   # counted in C, not per row
         counts[source_id].read += read
     for q in batch.quarantine:
