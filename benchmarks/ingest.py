@@ -94,7 +94,7 @@ def baseline(folder: Path, db: Path, limit: int) -> int:
 
 
 def peak_growth(paths: list[str]) -> dict:
-    """Ingest `paths` into a new store in a fresh process; its rows, seconds and peak RSS growth."""
+    """Ingest `paths` into a new store in a fresh process: its rows and its peak RSS growth."""
     done = subprocess.run([sys.executable, __file__, "--peak", *paths], check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -102,8 +102,7 @@ def peak_growth(paths: list[str]) -> dict:
 def _peak_in_this_process(paths: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp, measure("peak") as phase:
         reports = ingest(Store(Path(tmp) / "peak.duckdb"), paths)
-    print(json.dumps({"rows": sum(r.counts.read for r in reports), "seconds": phase.seconds,
-                      "growth": phase.growth}))
+    print(json.dumps({"rows": sum(r.counts.read for r in reports), "growth": phase.growth}))
 
 
 def ingest_phase(name: str, paths: list[str], db: Path, workers: int | None = None):
