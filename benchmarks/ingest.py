@@ -94,8 +94,9 @@ def baseline(folder: Path, db: Path, limit: int) -> int:
 
 
 def peak_growth(paths: list[str]) -> dict:
-    """Ingest `paths` into a new store in a fresh process: its rows and its peak RSS growth."""
-    done = subprocess.run([sys.executable, __file__, "--peak", *paths], check=True, capture_output=True, text=True)
+    """Ingest `paths` into a new store in a fresh process: its rows and its peak RSS growth (its stderr
+    passes through, so a failure shows its traceback)."""
+    done = subprocess.run([sys.executable, __file__, "--peak", *paths], check=True, stdout=subprocess.PIPE, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
