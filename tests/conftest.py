@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
-# Prefect keeps its local API database under PREFECT_HOME: tests get their own, never ~/.prefect.
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="curate-tests-prefect-"))
+# Prefect keeps its local API database under PREFECT_HOME: tests get their own, never ~/.prefect,
+# removed at exit (after Prefect's own exit hook, registered later, has stopped its server).
+if "PREFECT_HOME" not in os.environ:
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="curate-tests-prefect-")
+    atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 # Prefect logs "stopping temporary server" at exit, after pytest has closed the streams: keep it quiet.

@@ -176,6 +176,21 @@ def test_unknown_backend_and_model(store):
     assert not response.ok and "no such GGUF file" in response.error
 
 
+def test_gguf_export_folder_is_keyed_by_content_not_path(tmp_path):
+    """Copies of one GGUF file (one per virtual environment) share an export; a changed byte does not."""
+    from curate.models.llm.transformers_backend import export_name
+
+    first, second, changed = (tmp_path / d / "model.gguf" for d in ("venv-a", "venv-b", "venv-c"))
+    body = bytes(range(256)) * 5_000
+    for path, data in ((first, body), (second, body), (changed, body[:-1] + b"x")):
+        path.parent.mkdir()
+        path.write_bytes(data)
+    assert export_name(first, "5.0") == export_name(second, "5.0")
+    assert export_name(first, "5.0").startswith("model-")
+    assert export_name(changed, "5.0") != export_name(first, "5.0")
+    assert export_name(first, "5.1") != export_name(first, "5.0")      # a new converter re-exports
+
+
 @pytest.mark.slow
 def test_gguf_export_is_the_gguf_model(tmp_path, monkeypatch):
     """The folder a GGUF file is exported to (once, then reused) is the model loading the file gives."""

@@ -84,21 +84,30 @@ def cache_dir() -> Path:
     return Path(explicit) if explicit else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "curate"
 
 
+def export_name(gguf_path: Path, converter_version: str) -> str:
+    """The cache folder name for a GGUF file: its stem, and a hash of its bytes and the converter's version.
+
+    Keyed by content, not path: every virtual environment holds its own copy of the packaged model,
+    and a path key gave each one (each CI clone) its own half-gigabyte folder. A changed file or a
+    new transformers (which does the dequantising) makes a new folder. Hashing 100 MB takes 0.1-0.2 s.
+    """
+    digest = hashlib.sha256(converter_version.encode() + b"\0")
+    with open(gguf_path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return f"{gguf_path.stem}-{digest.hexdigest()[:16]}"
+
+
 def exported_folder(folder: str, gguf_file: str) -> Path:
     """A model folder (float32 safetensors, tokenizer, chat template) exported from a GGUF file, made once.
 
-    Keyed by the file's path, size and mtime and by the transformers version (which does the
-    dequantising), so a changed file or a new converter makes a new folder. Written to a temporary
-    folder and renamed, so concurrent processes never see half a folder.
+    Written to a temporary folder and renamed, so concurrent processes never see half a folder.
     """
     import torch
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source = Path(folder, gguf_file).resolve()
-    stat = source.stat()
-    key = hashlib.sha256(f"{source}|{stat.st_size}|{stat.st_mtime_ns}|{transformers.__version__}".encode())
-    target = cache_dir() / "gguf" / f"{source.stem}-{key.hexdigest()[:16]}"
+    target = cache_dir() / "gguf" / export_name(Path(folder, gguf_file), transformers.__version__)
     if (target / "config.json").is_file():
         return target
     staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
