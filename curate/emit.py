@@ -11,7 +11,6 @@ final name.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -25,6 +24,7 @@ import pyarrow.parquet as pq
 
 from curate import __version__
 from curate.errors import CurateError
+from curate.hashing import sha256_of
 from curate.store import Store
 from curate.store.runs import get_run
 
@@ -46,16 +46,6 @@ def _batches(store: Store, run_id: str) -> Iterator[pa.RecordBatch]:
             # messages first: the column trainers look for
             yield pa.RecordBatch.from_arrays([batch.column("messages"), batch.column("sample_id")],
                                              names=["messages", "sample_id"])
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for file in files:
-        with open(file, "rb") as handle:
-            while chunk := handle.read(1 << 22):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _write_jsonl(batches: Iterator[pa.RecordBatch], path: Path) -> int:
@@ -136,7 +126,7 @@ def emit(store: Store, run_id: str, out_dir: str | os.PathLike, fmt: str = "json
             "counts": {"written": rows, **(run["counts"] or {})},
             "provenance": _provenance(store, run_id),
             "format": fmt,
-            "files": {name: {"sha256": _sha256(staging / name), "rows": rows}},
+            "files": {name: {"sha256": sha256_of(staging / name), "rows": rows}},
             "store": os.path.abspath(store.path),
             "curate_version": __version__,
         }

@@ -10,7 +10,6 @@ also be read unparsed (`raw_records`), for ingest's fast path.
 from __future__ import annotations
 
 import glob
-import hashlib
 import itertools
 import os
 from collections.abc import Iterable, Iterator
@@ -21,6 +20,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from curate.errors import CurateError
+from curate.hashing import sha256_of
 from curate.ingest import json_array
 
 BATCH_ROWS = 50_000          # rows per committed batch (two in memory at once: one mapped, one written)
@@ -53,19 +53,7 @@ class Input:
 
     def sha256(self) -> str | None:
         """Hash of the input's bytes (all data files of a saved dataset); None for the hub."""
-        if self.format == "hf-hub":
-            return None
-        files = [self.path] if os.path.isfile(self.path) else sorted(
-            str(p) for p in Path(self.path).rglob("*") if p.is_file())
-        if len(files) == 1:
-            with open(files[0], "rb") as handle:
-                return hashlib.file_digest(handle, "sha256").hexdigest()
-        digest = hashlib.sha256()
-        for file in files:
-            with open(file, "rb") as handle:
-                while chunk := handle.read(1 << 22):
-                    digest.update(chunk)
-        return digest.hexdigest()
+        return None if self.format == "hf-hub" else sha256_of(self.path)
 
     def size(self) -> int | None:
         return os.path.getsize(self.path) if os.path.isfile(self.path) else None

@@ -35,7 +35,6 @@ padding is computed.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
 import itertools
 import os
@@ -47,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from curate.errors import CurateError
+from curate.hashing import sha256_of
 from curate.models.llm.base import (
     ChatRequest,
     ChatResponse,
@@ -91,11 +91,8 @@ def export_name(gguf_path: Path, converter_version: str) -> str:
     and a path key gave each one (each CI clone) its own half-gigabyte folder. A changed file or a
     new transformers (which does the dequantising) makes a new folder. Hashing 100 MB takes 0.1-0.2 s.
     """
-    digest = hashlib.sha256(converter_version.encode() + b"\0")
-    with open(gguf_path, "rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return f"{gguf_path.stem}-{digest.hexdigest()[:16]}"
+    digest = sha256_of(gguf_path, salt=converter_version.encode() + b"\0")
+    return f"{gguf_path.stem}-{digest[:16]}"
 
 
 def exported_folder(folder: str, gguf_file: str) -> Path:
