@@ -9,6 +9,8 @@ from pathlib import Path
 
 def sha256_of(path: str | os.PathLike, *, salt: bytes = b"") -> str:
     """Hex sha256 of a file's bytes, or of every file under a folder in sorted path order; `salt` first."""
+    if not os.path.exists(path):       # rglob would find nothing, and the hash would be of nothing
+        raise FileNotFoundError(f"no such file or folder: {path}")
     files = [path] if os.path.isfile(path) else sorted(str(p) for p in Path(path).rglob("*") if p.is_file())
     digest = hashlib.sha256(salt)
     buffer = bytearray(1 << 20)        # one buffer read into, not a new bytes object per chunk

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
+
 from curate.hashing import sha256_of
 
 
@@ -25,3 +27,8 @@ def test_a_folder_hashes_its_files_in_sorted_path_order(tmp_path):
     (tmp_path / "z").mkdir()                   # folders add nothing
     assert sha256_of(tmp_path) == hashlib.sha256(b"first" + b"second").hexdigest()
     assert sha256_of(tmp_path) != sha256_of(tmp_path / "a")
+
+
+def test_a_missing_path_is_an_error_not_the_hash_of_nothing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no-such"):
+        sha256_of(tmp_path / "no-such")

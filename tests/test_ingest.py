@@ -118,6 +118,21 @@ def test_unreadable_input_is_reported_and_others_land(store, tmp_path):
     assert reports[str(good)].counts.new == 5
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".parquet"])
+def test_a_dangling_link_in_a_folder_is_reported_and_the_rest_lands(store, tmp_path, suffix):
+    """Listed with the folder but unopenable: the one input fails with its name, not the whole ingest."""
+    folder = tmp_path / "d"
+    folder.mkdir()
+    write_jsonl(folder / "good.jsonl", ALPACA)
+    (folder / f"gone{suffix}").symlink_to(tmp_path / "nowhere" / f"x{suffix}")
+    reports = by_status(ingest(store, [str(folder)]))
+    gone = str(folder / f"gone{suffix}")
+    assert reports[gone].status == "error"
+    assert gone in reports[gone].error and "cannot read" in reports[gone].error
+    assert reports[str(folder / "good.jsonl")].counts.new == 5
+    assert count(store, "SELECT count(*) FROM samples") == 5
+
+
 @pytest.mark.parametrize("fast", [True, False])
 def test_a_broken_json_array_lands_every_element_before_the_fault(tmp_path, monkeypatch, fast):
     from curate.ingest import json_array

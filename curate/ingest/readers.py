@@ -53,7 +53,12 @@ class Input:
 
     def sha256(self) -> str | None:
         """Hash of the input's bytes (all data files of a saved dataset); None for the hub."""
-        return None if self.format == "hf-hub" else sha256_of(self.path)
+        if self.format == "hf-hub":
+            return None
+        try:
+            return sha256_of(self.path)
+        except OSError as error:
+            raise cannot_read(self.uri, error) from error
 
     def size(self) -> int | None:
         return os.path.getsize(self.path) if os.path.isfile(self.path) else None
@@ -333,10 +338,13 @@ def _read_hf_hub(source: Input, skip_through: int, batch_rows: int) -> Iterator[
 def peek(source: Input, rows: int = 100) -> Iterator[Row]:
     """The first rows of an input (up to `rows`), read lazily: detecting a dialect usually needs one."""
     if source.format == "jsonl":
-        with open(source.path, "rb") as handle:
-            numbered = ((n, line) for n, line in enumerate(handle, start=1) if line.strip())
-            for pair in itertools.islice(numbered, rows):
-                yield from parse_lines([pair])
+        try:
+            with open(source.path, "rb") as handle:
+                numbered = ((n, line) for n, line in enumerate(handle, start=1) if line.strip())
+                for pair in itertools.islice(numbered, rows):
+                    yield from parse_lines([pair])
+        except OSError as error:
+            raise cannot_read(source.uri, error) from error
         return
     yield from next(read(source, batch_rows=rows), [])[:rows]
 
